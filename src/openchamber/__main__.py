@@ -1,0 +1,3 @@
+from openchamber.cli import main
+
+raise SystemExit(main())

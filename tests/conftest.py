@@ -1,0 +1,66 @@
+"""Fixtures shared by every test: real OpenCode servers and the scripted model behind them."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from openchamber.server import PINNED_VERSIONS, OpenCodeServer, find_opencode
+from openchamber.testing.model import ModelServer, opencode_config
+
+CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "captures"
+
+
+@pytest.fixture(scope="session")
+def model() -> Iterator[ModelServer]:
+    with ModelServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def project_dir(tmp_path_factory: pytest.TempPathFactory, model: ModelServer) -> Path:
+    """A project directory whose opencode.json points OpenCode at the scripted model."""
+    directory = tmp_path_factory.mktemp("project")
+    config = opencode_config(model.base_url)
+    (directory / "opencode.json").write_text(json.dumps(config, indent=2))
+    return directory
+
+
+LaunchOpenCode = Callable[..., OpenCodeServer]
+
+
+@pytest.fixture(scope="session")
+def launch_opencode(
+    tmp_path_factory: pytest.TempPathFactory, project_dir: Path
+) -> Iterator[LaunchOpenCode]:
+    """Start real `opencode serve` processes; every one is stopped when the run ends."""
+    started: list[OpenCodeServer] = []
+
+    def launch(version: str, **options: object) -> OpenCodeServer:
+        server = OpenCodeServer(
+            directory=project_dir,
+            state_dir=tmp_path_factory.mktemp(f"opencode-{version}"),
+            binary=find_opencode(version),
+            password=secrets.token_urlsafe(12),
+            **options,  # type: ignore[arg-type]
+        )
+        started.append(server)
+        server.start()
+        return server
+
+    yield launch
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session", params=PINNED_VERSIONS, ids=lambda v: f"opencode-{v}")
+def opencode(request: pytest.FixtureRequest, launch_opencode: LaunchOpenCode) -> OpenCodeServer:
+    """A shared real server per pinned version; tests make their own sessions on it."""
+    version: str = request.param
+    server = launch_opencode(version)
+    assert server.version == version, server.log_text
+    return server
