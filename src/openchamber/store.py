@@ -108,6 +108,8 @@ class _Message:
     part_order: list[str] = field(default_factory=list)
     # Client-side state of an optimistic message not yet echoed by the server.
     local: JSON | None = None
+    # Optimistic parts the server has not echoed under the same id (yet).
+    optimistic_parts: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -429,7 +431,7 @@ class Store:
         message, patches = self._message(session_id, message_id)
         existing = message.parts.get(part_id)
         if existing is None:
-            patches += self._drop_unconfirmed_parts(session_id, message_id, message)
+            patches += self._drop_optimistic_parts(session_id, message_id, message)
             part = _Part.from_json(session_id, message_id, incoming)
             message.parts[part_id] = part
             bisect.insort(message.part_order, part_id)
@@ -437,6 +439,7 @@ class Store:
             self._apply_orphans(part_id, part)
             patches.append(self._part_patch(part))
             return patches
+        message.optimistic_parts.discard(part_id)
         return patches + self._merge_part(existing, part_id, incoming, delta)
 
     def _merge_part(
@@ -542,15 +545,14 @@ class Store:
             }
         ]
 
-    def _drop_unconfirmed_parts(
+    def _drop_optimistic_parts(
         self, session_id: str, message_id: str, message: _Message
     ) -> list[Patch]:
-        """The server's first own part replaces optimistic parts it did not echo by id."""
-        if message.local is None or not message.local.get("optimisticParts"):
-            return []
+        """A server part under a new id replaces the optimistic parts it did not echo."""
         patches: list[Patch] = []
-        for part_id in message.local.pop("optimisticParts"):
+        for part_id in sorted(message.optimistic_parts):
             patches += self._remove_part(session_id, message_id, part_id)
+        message.optimistic_parts.clear()
         return patches
 
     @staticmethod
@@ -646,8 +648,8 @@ class Store:
             "role": "user",
             "time": {"created": created_ms},
         }
-        local: JSON = {"state": "sending", "optimisticParts": [p["id"] for p in parts]}
-        message = _Message(info, local=local)
+        local: JSON = {"state": "sending"}
+        message = _Message(info, local=local, optimistic_parts={p["id"] for p in parts})
         self._insert_message(session, session_id, message)
         patches: list[Patch] = [
             {"op": "message.upsert", "sessionID": session_id, "info": info, "local": local}
