@@ -79,8 +79,10 @@ def _die_with_parent() -> None:
 
 @dataclass
 class OpenCodeServer:
-    """One `opencode serve` process, started isolated in `state_dir`, serving `directory`.
+    """One `opencode serve` process serving `directory`; its log goes to `state_dir`.
 
+    With `isolated`, OpenCode's XDG data/config/cache/state dirs live in `state_dir` too
+    (tests); without, it uses the user's own configuration (the embedded mode).
     Use as a context manager, or call `start()` and `stop()`.
     """
 
@@ -92,6 +94,7 @@ class OpenCodeServer:
     port: int | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     ready_timeout: float = 30.0
+    isolated: bool = True
     url: str = ""
     version: str = ""
     process: subprocess.Popen[bytes] | None = None
@@ -186,7 +189,7 @@ class OpenCodeServer:
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        for name in ("DATA", "CONFIG", "CACHE", "STATE"):
+        for name in ("DATA", "CONFIG", "CACHE", "STATE") if self.isolated else ():
             path = self.state_dir / name.lower()
             path.mkdir(exist_ok=True)
             env[f"XDG_{name}_HOME"] = str(path)
