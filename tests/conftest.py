@@ -12,8 +12,6 @@ import pytest
 from openchamber.server import PINNED_VERSIONS, OpenCodeServer, find_opencode
 from openchamber.testing.model import ModelServer, opencode_config
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "captures"
-
 
 @pytest.fixture(scope="session")
 def model() -> Iterator[ModelServer]:
@@ -32,6 +30,14 @@ def project_dir(tmp_path_factory: pytest.TempPathFactory, model: ModelServer) ->
 
 LaunchOpenCode = Callable[..., OpenCodeServer]
 
+# Nothing in a test may reach the network: no plugin installs, model lists or downloads.
+OFFLINE_ENV = {
+    "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
+    "OPENCODE_DISABLE_MODELS_FETCH": "1",
+    "OPENCODE_DISABLE_AUTOUPDATE": "1",
+    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+}
+
 
 @pytest.fixture(scope="session")
 def launch_opencode(
@@ -46,6 +52,7 @@ def launch_opencode(
             state_dir=tmp_path_factory.mktemp(f"opencode-{version}"),
             binary=find_opencode(version),
             password=secrets.token_urlsafe(12),
+            env=OFFLINE_ENV,
             **options,  # type: ignore[arg-type]
         )
         started.append(server)

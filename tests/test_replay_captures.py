@@ -11,7 +11,7 @@ import pytest
 
 from openchamber.replay import read_capture, replay
 
-from .conftest import CAPTURES
+from .support import CAPTURES
 
 VERSIONS = ["1.0.152", "1.18.33"]
 

@@ -20,7 +20,7 @@ from openchamber.protocol import Event, StreamParser
 from openchamber.replay import read_capture
 from openchamber.store import Patch, Store
 
-from .conftest import CAPTURES
+from .support import CAPTURES
 
 VERSIONS = ["1.0.152", "1.18.33"]
 

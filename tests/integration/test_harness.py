@@ -1,68 +1,36 @@
 """The real-server harness is real: streamed chunks add up to what REST stores, per version.
 
-Deliberately independent of openchamber's own decoder and store: raw lines, plain json.
+Deliberately independent of openchamber's own decoder and store: raw bytes, plain json.
 """
 
 from __future__ import annotations
-
-import json
-import threading
-from typing import Any
 
 import httpx
 import pytest
 
 from openchamber.server import OpenCodeServer
+from openchamber.testing.model import Directives, reply_text
+
+from ..support import RawStream, session_idle
 
 pytestmark = pytest.mark.integration
 
 
-def _collect_stream(
-    server: OpenCodeServer,
-    session_id: str,
-    out: list[dict[str, Any]],
-    connected: threading.Event,
-    done: threading.Event,
-) -> None:
-    headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
-    with (
-        httpx.Client(base_url=server.url, auth=server.auth, timeout=60) as http,
-        http.stream("GET", "/global/event", headers=headers) as response,
-    ):
-        response.raise_for_status()
-        connected.set()
-        for line in response.iter_lines():
-            if not line.startswith("data: "):
-                continue
-            payload = json.loads(line[6:])["payload"]
-            out.append(payload)
-            props = payload.get("properties", {})
-            if payload["type"] == "session.idle" and props.get("sessionID") == session_id:
-                done.set()
-                return
-
-
 def test_streamed_chunks_concatenate_to_rest_text(opencode: OpenCodeServer) -> None:
+    stream = RawStream(opencode)
     with httpx.Client(base_url=opencode.url, auth=opencode.auth, timeout=60) as http:
-        session = http.post("/session", json={}).raise_for_status().json()
-        events: list[dict[str, Any]] = []
-        connected, done = threading.Event(), threading.Event()
-        reader = threading.Thread(
-            target=_collect_stream,
-            args=(opencode, session["id"], events, connected, done),
-            daemon=True,
-        )
-        reader.start()
-        # 1.0.x sends no `server.connected` frame: the response headers are the signal.
-        assert connected.wait(30), "event stream did not open"
-        prompt = {"parts": [{"type": "text", "text": "reply=long len=2500 chunk=var"}]}
-        http.post(f"/session/{session['id']}/message", json=prompt).raise_for_status()
-        assert done.wait(60), "session never went idle on the stream"
-        reader.join(10)
-        truth = http.get(f"/session/{session['id']}/message").raise_for_status().json()
+        sessions: list[str] = []
+        stream.open_with(lambda: sessions.append(http.post("/session", json={}).json()["id"]))
+        session_id = sessions[-1]
+        prompt_text = "reply=long len=2500 chunk=var"
+        prompt = {"parts": [{"type": "text", "text": prompt_text}]}
+        http.post(f"/session/{session_id}/message", json=prompt).raise_for_status()
+        stream.wait_for(session_idle(session_id))
+        truth = http.get(f"/session/{session_id}/message").raise_for_status().json()
+    stream.close()
 
     streamed: dict[str, str] = {}
-    for payload in events:
+    for payload in stream.payloads:
         props = payload.get("properties", {})
         if payload["type"] == "message.part.delta" and props.get("field") == "text":
             streamed[props["partID"]] = streamed.get(props["partID"], "") + props["delta"]
@@ -79,6 +47,6 @@ def test_streamed_chunks_concatenate_to_rest_text(opencode: OpenCodeServer) -> N
     ]
     assert len(assistant_text) == 1
     part = assistant_text[0]
+    assert part["text"] == reply_text(Directives.parse(prompt_text), prompt_text)
     assert len(part["text"]) == 2500
-    assert streamed[part["id"]] == part["text"]
-    assert len(streamed) == 1, "only the reply streamed"
+    assert streamed == {part["id"]: part["text"]}

@@ -1,0 +1,92 @@
+"""Helpers shared by tests that talk to real servers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from openchamber.server import OpenCodeServer
+
+CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "captures"
+
+Payload = dict[str, Any]
+
+
+class RawStream:
+    """`/global/event` read raw in a thread, independent of openchamber's own decoder.
+
+    Lines are split on LF only: OpenCode sends U+2028 unescaped inside JSON, and httpx's
+    `iter_lines()` would cut a frame there.
+    """
+
+    def __init__(self, server: OpenCodeServer) -> None:
+        self.payloads: list[Payload] = []
+        self.error: httpx.TransportError | None = None
+        self._server = server
+        self._changed = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            self._read_frames()
+        except httpx.TransportError as exc:  # the server went away: the stream simply ends
+            self.error = exc
+
+    def _read_frames(self) -> None:
+        headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
+        with (
+            httpx.Client(base_url=self._server.url, auth=self._server.auth, timeout=None) as http,
+            http.stream("GET", "/global/event", headers=headers) as response,
+        ):
+            pending = b""
+            for chunk in response.iter_raw():
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                frames = [json.loads(x[6:])["payload"] for x in lines if x.startswith(b"data: ")]
+                with self._changed:
+                    self.payloads += frames
+                    self._changed.notify_all()
+                    if self._closed:
+                        return
+
+    def wait_for(self, predicate: Callable[[Payload], bool], timeout: float = 60) -> Payload:
+        """The first payload (seen or still to come) that matches."""
+        with self._changed:
+            found: list[Payload] = []
+
+            def match() -> bool:
+                found[:] = [p for p in self.payloads if predicate(p)][:1]
+                return bool(found)
+
+            if not self._changed.wait_for(match, timeout):
+                raise TimeoutError(f"no matching event within {timeout}s")
+            return found[0]
+
+    def open_with(self, trigger: Callable[[], None], timeout: float = 30) -> None:
+        """Run `trigger` until the stream delivers a frame.
+
+        OpenCode 1.0.x withholds the end of the response headers on `/global/event` until
+        the first event, and sends no `server.connected`; an action that makes an event is
+        the only way to know the subscription is live.
+        """
+        for _ in range(int(timeout)):
+            trigger()
+            with self._changed:
+                if self._changed.wait_for(lambda: bool(self.payloads), 1.0):
+                    return
+        raise TimeoutError("event stream did not open")
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+
+
+def session_idle(session_id: str) -> Callable[[Payload], bool]:
+    return lambda p: p["type"] == "session.idle" and p["properties"].get("sessionID") == session_id
