@@ -26,6 +26,7 @@ class RawStream:
 
     def __init__(self, server: OpenCodeServer) -> None:
         self.payloads: list[Payload] = []
+        self.chunks: list[bytes] = []  # the raw body, as it arrived
         self.error: httpx.TransportError | None = None
         self._server = server
         self._changed = threading.Condition()
@@ -51,6 +52,7 @@ class RawStream:
                 *lines, pending = pending.split(b"\n")
                 frames = [json.loads(x[6:])["payload"] for x in lines if x.startswith(b"data: ")]
                 with self._changed:
+                    self.chunks.append(chunk)
                     self.payloads += frames
                     self._changed.notify_all()
                     if self._closed:
@@ -68,6 +70,12 @@ class RawStream:
             if not self._changed.wait_for(match, timeout):
                 raise TimeoutError(f"no matching event within {timeout}s")
             return found[0]
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 60) -> None:
+        """Block until `condition()` holds over what was received so far."""
+        with self._changed:
+            if not self._changed.wait_for(condition, timeout):
+                raise TimeoutError(f"condition not met within {timeout}s")
 
     def open_with(self, trigger: Callable[[], None], timeout: float = 30) -> None:
         """Run `trigger` until the stream delivers a frame.

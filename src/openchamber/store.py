@@ -264,6 +264,12 @@ class Store:
             self._remember(event.event_id)
         return self._reduce(event)
 
+    def apply_all(self, events: Iterable[Event]) -> list[Patch]:
+        patches: list[Patch] = []
+        for event in events:
+            patches += self.apply(event)
+        return patches
+
     def _reduce(self, event: Event) -> list[Patch]:
         match event:
             case PartDelta():
