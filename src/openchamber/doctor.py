@@ -78,8 +78,19 @@ def diagnose(url: str, auth: tuple[str, str] | None, seconds: float) -> list[Che
             return checks
         checks.append(Check("auth", OK, "accepted" if auth else "no password needed"))
         version = _version(http)
-        checks.append(Check("version", OK if version else WARN, version or "not reported"))
-        checks.append(Check("wire generation", OK if version else WARN, wire_generation(version)))
+        if version:
+            checks.append(Check("version", OK, version))
+            checks.append(Check("wire generation", OK, wire_generation(version)))
+        else:
+            checks.append(
+                Check(
+                    "version",
+                    WARN,
+                    "not reported: no /global/health (OpenCode 1.0.x) and no session to read "
+                    "it from yet",
+                )
+            )
+            checks.append(Check("wire generation", WARN, wire_generation("1.0.0")))
         checks += _check_clock(response)
         checks += _check_stream(http, seconds)
     return checks
@@ -153,7 +164,16 @@ def _check_stream(http: httpx.Client, seconds: float) -> list[Check]:
                 if isinstance(event, Heartbeat):
                     heartbeats.append(now)
     except httpx.ReadTimeout:
-        pass
+        if not checks:  # no response headers at all
+            checks.append(
+                Check(
+                    "event stream",
+                    WARN,
+                    f"no response within {seconds + 5:.0f}s: OpenCode 1.0.x sends its "
+                    "headers only with the first event",
+                )
+            )
+            return checks
     except httpx.TransportError as exc:
         checks.append(Check("event stream", FAIL, f"stream broke: {exc}"))
         return checks
