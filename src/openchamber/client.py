@@ -1,0 +1,331 @@
+"""Async REST client for the OpenCode endpoints a chat client needs.
+
+Every failure raises an `OpenCodeError` subclass that says what happened and what to try;
+idempotent calls retry transport failures with backoff; a send carries a client-made
+message id so that a retry after an unclear failure never makes a second user message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import anyio
+import httpx
+
+from openchamber import ids
+from openchamber.backoff import Backoff
+
+JSON = dict[str, Any]
+
+
+class OpenCodeError(Exception):
+    """Base of every client failure; `str()` is a one-line explanation."""
+
+
+class Unreachable(OpenCodeError):
+    """No connection could be made or it broke before an answer."""
+
+
+class RequestTimeout(OpenCodeError):
+    """The server took longer than allowed to answer."""
+
+
+class AuthRefused(OpenCodeError):
+    """401/403: the password is missing or wrong."""
+
+
+class NotFound(OpenCodeError):
+    """404: no such session, message or route."""
+
+
+class ServerError(OpenCodeError):
+    """The server answered with an error status; `status` and its own message kept."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BadResponse(OpenCodeError):
+    """The answer was not what the endpoint promises (e.g. not JSON)."""
+
+
+def credentials_from_env() -> tuple[str, str] | None:
+    password = os.environ.get("OPENCODE_SERVER_PASSWORD")
+    if not password:
+        return None
+    return (os.environ.get("OPENCODE_SERVER_USERNAME", "opencode"), password)
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The server's own words from an error body, trimmed; never a decoding error."""
+    text = response.text.strip()
+    try:
+        body = response.json()
+    except ValueError:
+        return text[:300] or response.reason_phrase
+    if isinstance(body, dict):
+        data = body.get("data")
+        for candidate in (
+            data.get("message") if isinstance(data, dict) else None,
+            body.get("message"),
+            body.get("error"),
+            body.get("name"),
+        ):
+            if isinstance(candidate, str) and candidate:
+                return candidate[:300]
+    return text[:300]
+
+
+class OpenCodeClient:
+    """One OpenCode server (and one project directory on it).
+
+    `auth` defaults to `OPENCODE_SERVER_PASSWORD`/`OPENCODE_SERVER_USERNAME`; it is sent
+    as HTTP Basic auth and never logged. `directory` is passed on every call.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: tuple[str, str] | None = None,
+        directory: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        try:
+            url = httpx.URL(base_url)
+        except httpx.InvalidURL as exc:
+            raise OpenCodeError(f"not a valid server URL: {base_url!r} ({exc})") from exc
+        if url.scheme not in ("http", "https") or not url.host:
+            raise OpenCodeError(f"not a valid server URL: {base_url!r} (expected http://host:port)")
+        self.base_url = str(url).rstrip("/")
+        self.directory = directory
+        self.retries = retries
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            auth=auth if auth is not None else credentials_from_env(),
+            timeout=timeout,
+            transport=transport,
+            headers={"Accept": "application/json"},
+        )
+
+    async def __aenter__(self) -> OpenCodeClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The underlying client (the stream runner opens its long request on it)."""
+        return self._http
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _params(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        params = {k: v for k, v in (extra or {}).items() if v is not None}
+        if self.directory is not None:
+            params["directory"] = self.directory
+        return params
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        idempotent: bool | None = None,
+    ) -> httpx.Response:
+        """Send one request; raise a typed error for anything but a 2xx answer.
+
+        Idempotent requests (GET, DELETE by default) retry transport failures with backoff.
+        """
+        retry = method in ("GET", "DELETE") if idempotent is None else idempotent
+        backoff = Backoff(base=0.25, cap=4.0)
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    method, path, json=json, params=self._params(params)
+                )
+            except httpx.TimeoutException as exc:
+                failure: OpenCodeError = RequestTimeout(
+                    f"{method} {path}: no answer from {self.base_url} in time "
+                    f"({type(exc).__name__})"
+                )
+            except httpx.TransportError as exc:
+                failure = Unreachable(
+                    f"{method} {path}: cannot reach {self.base_url} ({exc or type(exc).__name__}); "
+                    "is `opencode serve` running there?"
+                )
+            else:
+                return self._check(method, path, response)
+            attempt += 1
+            if not retry or attempt > self.retries:
+                raise failure
+            await anyio.sleep(backoff.next())
+
+    def _check(self, method: str, path: str, response: httpx.Response) -> httpx.Response:
+        status = response.status_code
+        if status < 400:
+            return response
+        where = f"{method} {path}"
+        if status in (401, 403):
+            hint = (
+                "set OPENCODE_SERVER_PASSWORD"
+                if self._http.auth is None
+                else "check OPENCODE_SERVER_PASSWORD"
+            )
+            raise AuthRefused(f"{where}: the server refused the credentials ({status}); {hint}")
+        if status == 404:
+            raise NotFound(f"{where}: not found ({_server_message(response)})")
+        raise ServerError(f"{where}: server error {status}: {_server_message(response)}", status)
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            content_type = response.headers.get("content-type", "none")
+            raise BadResponse(
+                f"{method} {path}: expected JSON, got {content_type}: {response.text[:200]!r}"
+            ) from exc
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def health(self) -> JSON:
+        """`{"healthy": True, "version": "…" | None}`; 1.0.x has no /global/health."""
+        try:
+            body = await self._json("GET", "/global/health")
+            if isinstance(body, dict) and "healthy" in body:
+                return body
+        except (NotFound, ServerError, BadResponse):
+            pass
+        await self.request("GET", "/path")
+        return {"healthy": True, "version": None}
+
+    async def list_sessions(self) -> list[JSON]:
+        sessions: list[JSON] = await self._json("GET", "/session")
+        return sessions
+
+    async def create_session(self, title: str | None = None) -> JSON:
+        body = {"title": title} if title else {}
+        session: JSON = await self._json("POST", "/session", json=body)
+        return session
+
+    async def get_session(self, session_id: str) -> JSON:
+        session: JSON = await self._json("GET", f"/session/{session_id}")
+        return session
+
+    async def delete_session(self, session_id: str) -> None:
+        await self.request("DELETE", f"/session/{session_id}")
+
+    async def messages(
+        self, session_id: str, *, limit: int | None = None, before: str | None = None
+    ) -> list[JSON]:
+        """A session's messages, oldest first (newer servers page with `limit`/`before`)."""
+        params = {"limit": limit, "before": before}
+        messages: list[JSON] = await self._json(
+            "GET", f"/session/{session_id}/message", params=params
+        )
+        return messages
+
+    async def message(self, session_id: str, message_id: str) -> JSON:
+        message: JSON = await self._json("GET", f"/session/{session_id}/message/{message_id}")
+        return message
+
+    async def session_status(self) -> dict[str, JSON]:
+        status: dict[str, JSON] = await self._json("GET", "/session/status")
+        return status
+
+    async def send(
+        self,
+        session_id: str,
+        parts: list[JSON],
+        *,
+        message_id: str | None = None,
+        model: JSON | None = None,
+        agent: str | None = None,
+    ) -> str:
+        """Send a prompt; returns its message id once the server has it.
+
+        Uses `prompt_async` (the turn's progress arrives on the event stream). After an
+        unclear failure (the connection broke, no answer) the server may or may not have
+        the message: ask for it by id, and resend only if it is not there — the server
+        does not make a resend idempotent itself.
+        """
+        message_id = message_id or ids.message_id()
+        body: JSON = {"messageID": message_id, "parts": parts}
+        if model is not None:
+            body["model"] = model
+        if agent is not None:
+            body["agent"] = agent
+        backoff = Backoff(base=0.25, cap=4.0)
+        attempt = 0
+        while True:
+            try:
+                await self.request(
+                    "POST", f"/session/{session_id}/prompt_async", json=body, idempotent=False
+                )
+                return message_id
+            except (Unreachable, RequestTimeout):
+                attempt += 1
+                if attempt > self.retries:
+                    raise
+            await anyio.sleep(backoff.next())
+            if await self._has_message(session_id, message_id):
+                return message_id
+
+    async def _has_message(self, session_id: str, message_id: str) -> bool:
+        try:
+            await self.message(session_id, message_id)
+        except NotFound:
+            return False
+        return True
+
+    async def abort(self, session_id: str) -> None:
+        await self.request("POST", f"/session/{session_id}/abort", idempotent=True)
+
+    async def reply_permission(self, session_id: str, request_id: str, reply: str) -> None:
+        """`reply`: once | always | reject. Newer servers have /permission/{id}/reply."""
+        try:
+            await self.request(
+                "POST", f"/permission/{request_id}/reply", json={"reply": reply}, idempotent=True
+            )
+        except NotFound:
+            await self.request(
+                "POST",
+                f"/session/{session_id}/permissions/{request_id}",
+                json={"response": reply},
+                idempotent=True,
+            )
+
+    async def reply_question(self, request_id: str, answers: list[list[str]]) -> None:
+        await self.request(
+            "POST", f"/question/{request_id}/reply", json={"answers": answers}, idempotent=True
+        )
+
+    async def reject_question(self, request_id: str) -> None:
+        await self.request("POST", f"/question/{request_id}/reject", idempotent=True)
+
+    async def sync_history(self, sequences: Mapping[str, int]) -> list[JSON]:
+        """Durable events after each aggregate's `seq` (1.4.7+). Aggregates not named come
+        back whole, so name every session known."""
+        items: list[JSON] = await self._json(
+            "POST", "/sync/history", json=dict(sequences), idempotent=True
+        )
+        return items

@@ -1,0 +1,99 @@
+"""The REST client against real servers: endpoints, and typed errors that say what happened."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from openchamber.client import (
+    JSON,
+    AuthRefused,
+    NotFound,
+    OpenCodeClient,
+    OpenCodeError,
+    Unreachable,
+)
+from openchamber.server import OpenCodeServer, free_port
+from openchamber.testing.model import ModelServer
+
+from ..support import RawStream, session_idle
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def client_for(server: OpenCodeServer, **options: object) -> OpenCodeClient:
+    return OpenCodeClient(server.url, auth=server.auth, **options)  # type: ignore[arg-type]
+
+
+async def test_health_reports_the_version_where_the_server_has_one(
+    opencode: OpenCodeServer,
+) -> None:
+    async with client_for(opencode) as client:
+        health = await client.health()
+    assert health["healthy"] is True
+    expected = None if opencode.version.startswith("1.0.") else opencode.version
+    assert health["version"] == expected
+
+
+async def test_session_lifecycle(opencode: OpenCodeServer) -> None:
+    async with client_for(opencode) as client:
+        session = await client.create_session("client test")
+        assert (await client.get_session(session["id"]))["id"] == session["id"]
+        assert session["id"] in [s["id"] for s in await client.list_sessions()]
+        await client.delete_session(session["id"])
+        assert session["id"] not in [s["id"] for s in await client.list_sessions()]
+
+
+async def test_send_uses_the_client_made_id(opencode: OpenCodeServer, model: ModelServer) -> None:
+    stream = RawStream(opencode)
+    sessions: list[JSON] = []
+
+    def create_session() -> None:
+        created = httpx.post(f"{opencode.url}/session", json={}, auth=opencode.auth)
+        sessions.append(created.raise_for_status().json())
+
+    stream.open_with(create_session)
+    session = sessions[-1]
+    async with client_for(opencode) as client:
+        message_id = await client.send(session["id"], [{"type": "text", "text": "hello"}])
+        stream.wait_for(session_idle(session["id"]))
+        messages = await client.messages(session["id"])
+        user = await client.message(session["id"], message_id)
+    stream.close()
+    assert messages[0]["info"]["id"] == message_id
+    assert user["info"]["role"] == "user"
+    assert [p["text"] for p in user["parts"] if p["type"] == "text"] == ["hello"]
+    assert sum(1 for m in messages if m["info"]["role"] == "user") == 1
+
+
+async def test_unknown_session_is_not_found(opencode: OpenCodeServer) -> None:
+    async with client_for(opencode) as client:
+        with pytest.raises(NotFound, match="GET /session/ses_doesnotexist: not found"):
+            await client.get_session("ses_doesnotexist")
+
+
+async def test_wrong_password_is_auth_refused(opencode: OpenCodeServer) -> None:
+    async with OpenCodeClient(opencode.url, auth=("opencode", "wrong")) as client:
+        if opencode.version.startswith("1.0."):
+            assert (await client.list_sessions()) is not None  # 1.0.x has no authentication
+            return
+        with pytest.raises(AuthRefused, match="refused the credentials"):
+            await client.list_sessions()
+
+
+async def test_dead_port_is_unreachable_with_a_hint() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with OpenCodeClient(url, retries=1) as client:
+        with pytest.raises(Unreachable, match=r"cannot reach .*is `opencode serve` running"):
+            await client.list_sessions()
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://host/x", "http://"])
+def test_malformed_url_is_a_clear_error(url: str) -> None:
+    with pytest.raises(OpenCodeError, match="not a valid server URL"):
+        OpenCodeClient(url)
