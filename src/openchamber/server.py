@@ -21,10 +21,11 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO
+from typing import IO, Self
 
 import httpx
+
+from openchamber.lifecycle import Service
 
 PINNED_VERSIONS = ("1.18.33", "1.0.152")
 _LISTENING = re.compile(r"opencode server listening on (http://\S+)")
@@ -78,7 +79,7 @@ def _die_with_parent() -> None:
 
 
 @dataclass
-class OpenCodeServer:
+class OpenCodeServer(Service):
     """One `opencode serve` process serving `directory`; its log goes to `state_dir`.
 
     With `isolated`, OpenCode's XDG data/config/cache/state dirs live in `state_dir` too
@@ -101,18 +102,6 @@ class OpenCodeServer:
     _log: deque[str] = field(default_factory=lambda: deque(maxlen=400))
     _log_file: Path | None = None
 
-    def __enter__(self) -> OpenCodeServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     @property
     def auth(self) -> tuple[str, str] | None:
         if self.password is None:
@@ -123,7 +112,7 @@ class OpenCodeServer:
     def log_text(self) -> str:
         return "".join(self._log)
 
-    def start(self) -> None:
+    def start(self) -> Self:
         if self.process is not None:
             raise OpenCodeLaunchError("server already started")
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +149,7 @@ class OpenCodeServer:
         except BaseException:
             self.stop()
             raise
+        return self
 
     def stop(self) -> None:
         """Stop the whole process group: SIGTERM, then SIGKILL after a grace period."""

@@ -55,7 +55,6 @@ import threading
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from types import TracebackType
 from typing import Any, Self
 
 import orjson
@@ -65,6 +64,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Send
+
+from openchamber.lifecycle import Service
 
 __all__ = [
     "MODEL_ID",
@@ -668,7 +669,7 @@ class _Server(uvicorn.Server):
         self._ready()
 
 
-class ModelServer:
+class ModelServer(Service):
     """The scripted model served by uvicorn in a background thread.
 
     ``with ModelServer() as model:`` starts it on a free loopback port (it accepts
@@ -725,17 +726,6 @@ class ModelServer:
             self._server.run(sockets=[self._socket])
         finally:
             self._started.set()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def opencode_config(base_url: str) -> Json:
