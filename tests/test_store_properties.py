@@ -25,11 +25,20 @@ from .support import CAPTURES
 VERSIONS = ["1.0.152", "1.18.33"]
 
 
-def _events(version: str) -> list[Event]:
-    return StreamParser().feed(read_capture(CAPTURES / f"opencode-{version}.sse.gz"))
+RAW = {v: read_capture(CAPTURES / f"opencode-{v}.sse.gz") for v in VERSIONS}
 
 
-EVENTS = {v: _events(v) for v in VERSIONS}
+def _events(raw: bytes, cuts: list[int] | None = None) -> list[Event]:
+    """The capture's events, decoded from chunks cut at `cuts` (byte offsets)."""
+    parser = StreamParser()
+    bounds = [0, *sorted(set(cuts or [])), len(raw)]
+    events: list[Event] = []
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        events += parser.feed(raw[start:end])
+    return events
+
+
+EVENTS = {v: _events(RAW[v]) for v in VERSIONS}
 TRUTH: dict[str, dict[str, list[dict[str, Any]]]] = {
     v: json.loads((CAPTURES / f"opencode-{v}.truth.json").read_text()) for v in VERSIONS
 }
@@ -103,7 +112,10 @@ disturbance = st.one_of(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_disturbed_history_converges_without_shrinking(version: str, data: st.DataObject) -> None:
-    events = EVENTS[version]
+    raw = RAW[version]
+    cuts = data.draw(st.lists(st.integers(1, len(raw) - 1), max_size=40), label="chunk cuts")
+    events = _events(raw, cuts)
+    assert events == EVENTS[version]  # random chunk boundaries change nothing
     marks = data.draw(
         st.dictionaries(st.integers(0, len(events) - 1), disturbance, max_size=12), label="marks"
     )
