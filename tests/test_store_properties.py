@@ -10,6 +10,7 @@ never shrink except by a removal or a part's final snapshot.
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ def _events(raw: bytes, cuts: list[int] | None = None) -> list[Event]:
     parser = StreamParser()
     bounds = [0, *sorted(set(cuts or [])), len(raw)]
     events: list[Event] = []
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in pairwise(bounds):
         events += parser.feed(raw[start:end])
     return events
 
