@@ -16,7 +16,7 @@ Invariants (asserted after every step by the tests):
 from __future__ import annotations
 
 import bisect
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,13 +52,19 @@ _TOOL_RANK = {"pending": 0, "running": 1, "completed": 2, "error": 2}
 
 
 class TextBuffer:
-    """A string that grows in amortized O(1) per append: pieces are joined only when read."""
+    """A string that grows in amortized O(1) per append: pieces are joined only when read.
 
-    __slots__ = ("_length", "_pieces")
+    Every `_BATCH` appends the newest pieces are joined into one, so a reply made of many
+    small deltas costs about one byte per character, not one string object per delta.
+    """
+
+    __slots__ = ("_fresh", "_length", "_pieces")
+    _BATCH = 64
 
     def __init__(self, text: str = "") -> None:
-        self._pieces = [text] if text else []
+        self._pieces: list[str] = [text] if text else []
         self._length = len(text)
+        self._fresh = 0  # appends since the last batch join
 
     def __len__(self) -> int:
         return self._length
@@ -66,15 +72,23 @@ class TextBuffer:
     def append(self, text: str) -> None:
         self._pieces.append(text)
         self._length += len(text)
+        self._fresh += 1
+        if self._fresh == self._BATCH:
+            batch = "".join(self._pieces[-self._BATCH :])
+            del self._pieces[-self._BATCH :]
+            self._pieces.append(batch)
+            self._fresh = 0
 
     def set(self, text: str) -> None:
         self._pieces = [text] if text else []
         self._length = len(text)
+        self._fresh = 0
 
     @property
     def value(self) -> str:
         if len(self._pieces) > 1:
             self._pieces = ["".join(self._pieces)]
+            self._fresh = 0
         return self._pieces[0] if self._pieces else ""
 
 
@@ -187,7 +201,9 @@ class Store:
         self._messages: dict[str, str] = {}  # message id -> session id
         self._parts: dict[str, _Part] = {}
         self._seqs: dict[str, _SeqTracker] = {}
-        self._seen: dict[str, None] = {}  # insertion-ordered set of recent event ids
+        # Recent event ids, oldest first: a set to ask, a deque to forget in O(1).
+        self._seen: set[str] = set()
+        self._seen_order: deque[str] = deque()
         self._seen_limit = seen_ids_limit
         self._orphans: dict[str, list[PartDelta]] = {}
         self._orphan_count = 0
@@ -313,9 +329,10 @@ class Store:
         return []  # connection-level events (connected, heartbeat, disposed) change no state
 
     def _remember(self, event_id: str) -> None:
-        self._seen[event_id] = None
-        if len(self._seen) > self._seen_limit:
-            del self._seen[next(iter(self._seen))]
+        self._seen.add(event_id)
+        self._seen_order.append(event_id)
+        if len(self._seen_order) > self._seen_limit:
+            self._seen.discard(self._seen_order.popleft())
 
     def _apply_durable(self, event: Durable) -> list[Patch]:
         tracker = self._seqs.setdefault(event.aggregate_id, _SeqTracker())
