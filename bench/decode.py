@@ -6,7 +6,7 @@ Each real OpenCode capture is repeated to at least 32 MB and fed in 16 KiB chunk
   into the typed event model: what the runtime really runs) against httpx-sse and
   launchdarkly-eventsource each followed by ``json.loads`` or ``orjson.loads`` of every
   payload (untyped dicts: they do less), and, for reference, StreamParser's own decoder
-  and orjson.loads without the normalization, to show what the typed events cost;
+  followed by a full orjson.loads of every payload and no normalization;
 - decode only: openchamber's ``SSEDecoder`` against the two peers' decoders alone.
 
 Then one 8 MiB event fed in 1460-byte pieces is timed against a 1 MiB one, through every
@@ -91,7 +91,7 @@ def openchamber_parse(chunks: list[bytes]) -> int:
 
 
 def openchamber_payloads(chunks: list[bytes]) -> int:
-    """StreamParser without normalization: its payload decoder, then orjson.loads (untyped)."""
+    """StreamParser's payload decoder, then a full orjson.loads of each payload (untyped)."""
     decoder = PayloadDecoder()
     loads = orjson.loads
     n = 0
@@ -143,7 +143,7 @@ def ld_eventsource(chunks: list[bytes], use: Use) -> int:
 
 
 # (stage, name, pipeline); openchamber's rows first. The reference row is StreamParser's own
-# decoder and JSON parse without the normalization: what the typed events cost on top.
+# decoder with a full JSON parse of every payload and no typed events: the plain way to use it.
 PIPELINES: list[tuple[str, str, Pipeline]] = [
     ("decode+parse", OPENCHAMBER_PARSE, openchamber_parse),
     ("decode+parse", OPENCHAMBER_PAYLOADS, openchamber_payloads),
@@ -270,7 +270,10 @@ def bench_huge_event() -> dict[str, Any]:
             "big_s": big_s,
             "per_byte_ratio": ratio,
             "openchamber": name.startswith("openchamber"),
-            "met": meets(ratio, TARGET_HUGE_PER_BYTE, at_most=True),
+            # The target is openchamber's; peers are measured for comparison only.
+            "met": meets(ratio, TARGET_HUGE_PER_BYTE, at_most=True)
+            if name.startswith("openchamber")
+            else None,
         }
     return {
         "piece": PIECE,
