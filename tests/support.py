@@ -10,7 +10,9 @@ from typing import Any
 
 import httpx
 
+from openchamber.protocol import Event
 from openchamber.server import OpenCodeServer
+from openchamber.store import Patch, Store
 
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "captures"
 
@@ -78,16 +80,17 @@ class RawStream:
                 raise TimeoutError(f"condition not met within {timeout}s")
 
     def open_with(self, trigger: Callable[[], None], timeout: float = 30) -> None:
-        """Run `trigger` until the stream delivers a frame.
+        """Run `trigger` until the stream delivers an event it caused.
 
-        OpenCode 1.0.x withholds the end of the response headers on `/global/event` until
-        the first event, and sends no `server.connected`; an action that makes an event is
-        the only way to know the subscription is live.
+        Neither the response headers nor `server.connected` prove the subscription is
+        live: 1.0.x withholds the headers until the first event, and 1.18 was seen losing
+        events published just after `server.connected`. Only an event caused after the
+        stream opened proves it.
         """
         for _ in range(int(timeout)):
             trigger()
             with self._changed:
-                if self._changed.wait_for(lambda: bool(self.payloads), 1.0):
+                if self._changed.wait_for(lambda: any(map(_caused, self.payloads)), 1.0):
                     return
         raise TimeoutError("event stream did not open")
 
@@ -96,5 +99,49 @@ class RawStream:
             self._closed = True
 
 
+def _caused(payload: Payload) -> bool:
+    return payload.get("type") not in ("server.connected", "server.heartbeat")
+
+
 def session_idle(session_id: str) -> Callable[[Payload], bool]:
     return lambda p: p["type"] == "session.idle" and p["properties"].get("sessionID") == session_id
+
+
+def _streaming(part: Payload) -> bool:
+    timing = part.get("time")
+    return isinstance(timing, dict) and "start" in timing and "end" not in timing
+
+
+class ShrinkWatcher:
+    """Applies steps to a store and checks invariant 1 after each: a part's text never
+    shrinks, except by its final snapshot or by a removal that takes the part away."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store or Store()
+        self.lengths: dict[str, int] = {}
+
+    def step(self, patches: list[Patch]) -> None:
+        finals = {
+            p["part"]["id"]
+            for p in patches
+            if p["op"] == "part.upsert" and not _streaming(p["part"])
+        }
+        removal = any(
+            p["op"] in ("part.remove", "message.remove", "session.remove") for p in patches
+        )
+        now = self.store.text_lengths()
+        for part_id, before in self.lengths.items():
+            after = now.get(part_id)
+            if after is None and removal:
+                continue
+            assert part_id in finals or (after or 0) >= before, (
+                f"text of {part_id} shrank from {before} to {after}"
+            )
+        self.lengths = now
+
+    def apply(self, event: Event) -> None:
+        self.step(self.store.apply(event))
+
+    def load(self, snapshot: dict[str, list[Payload]]) -> None:
+        for session_id, messages in snapshot.items():
+            self.step(self.store.load_messages(session_id, messages))

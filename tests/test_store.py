@@ -14,6 +14,7 @@ from openchamber.protocol import (
     SessionDeleted,
     SessionIdle,
     SessionStatus,
+    SessionUpdated,
     normalize_frame,
     normalize_history_item,
 )
@@ -360,3 +361,43 @@ def test_unknown_and_malformed_frames_never_raise() -> None:
     assert store.raw_types["plugin.added"] == 1
     assert store.apply(normalize_frame('{"payload": {"type": "message.updated"')) == []
     assert store.anomalies["malformed frame (json)"] == 1
+
+
+def reverted(revert: dict[str, str] | None) -> SessionUpdated:
+    info: dict[str, Any] = {"id": SID, "time": {"updated": 1}}
+    if revert is not None:
+        info["revert"] = revert
+    return SessionUpdated(SID, info)
+
+
+def test_revert_hides_from_its_message_on_until_unrevert() -> None:
+    store = streaming_store()
+    store.apply(user("msg_3"))
+    assert [m["info"]["id"] for m in store.visible_messages(SID)] == ["msg_1", MID, "msg_3"]
+    patches = store.apply(reverted({"messageID": MID}))
+    assert patches[0]["info"]["revert"] == {"messageID": MID}
+    assert [m["info"]["id"] for m in store.visible_messages(SID)] == ["msg_1"]
+    # the REST shape still holds everything, as the server does until its cleanup
+    assert len(store.messages(SID)) == 3
+    store.apply(reverted(None))
+    assert len(store.visible_messages(SID)) == 3
+
+
+def test_revert_to_a_part_keeps_the_parts_before_it() -> None:
+    store = Store()
+    store.apply(assistant())
+    store.apply(text_part("a", part_id="prt_1", end=True))
+    store.apply(text_part("b", part_id="prt_2", end=True))
+    store.apply(reverted({"messageID": MID, "partID": "prt_2"}))
+    [message] = store.visible_messages(SID)
+    assert [p["id"] for p in message["parts"]] == ["prt_1"]
+
+
+def test_a_message_back_after_its_removal_asks_for_a_resync() -> None:
+    store = streaming_store()
+    store.take_resync_requests()
+    store.apply(MessageRemoved(SID, MID))
+    assert store.take_resync_requests() == set()
+    store.apply(assistant())  # the server re-created it; its parts were never re-sent
+    assert store.take_resync_requests() == {SID}
+    assert store.anomalies["message back after its removal"] == 1

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 from openchamber.protocol import Event, StreamParser
 from openchamber.replay import read_capture
-from openchamber.store import Patch, Store
+from openchamber.store import Store
 
-from .support import CAPTURES
+from .support import CAPTURES, ShrinkWatcher
 
 VERSIONS = ["1.0.152", "1.18.33"]
 
@@ -63,40 +63,6 @@ def rest_snapshot(events: list[Event], upto: int) -> dict[str, list[dict[str, An
     return snapshot
 
 
-class Watcher:
-    """Applies steps to a store and checks invariant 1 after each."""
-
-    def __init__(self) -> None:
-        self.store = Store()
-        self.lengths: dict[str, int] = {}
-
-    def step(self, patches: list[Patch]) -> None:
-        allowed = set()
-        for patch in patches:
-            if patch["op"] == "part.remove":
-                allowed.add(patch["partID"])
-            elif patch["op"] == "part.upsert":
-                timing = patch["part"].get("time")
-                if not (isinstance(timing, dict) and "start" in timing and "end" not in timing):
-                    allowed.add(patch["part"]["id"])
-            elif patch["op"] in ("message.remove", "session.remove"):
-                allowed.update(self.lengths)  # a removal may take any part with it
-        now = self.store.text_lengths()
-        for part_id, before in self.lengths.items():
-            after = now.get(part_id, 0)
-            assert after >= before or part_id in allowed, (
-                f"text of {part_id} shrank from {before} to {after}"
-            )
-        self.lengths = now
-
-    def apply(self, event: Event) -> None:
-        self.step(self.store.apply(event))
-
-    def load(self, snapshot: dict[str, list[dict[str, Any]]]) -> None:
-        for session_id, messages in snapshot.items():
-            self.step(self.store.load_messages(session_id, messages))
-
-
 def assert_equals_truth(store: Store, truth: dict[str, list[dict[str, Any]]]) -> None:
     for session_id, messages in truth.items():
         assert store.messages(session_id) == messages
@@ -120,7 +86,7 @@ def test_disturbed_history_converges_without_shrinking(version: str, data: st.Da
     marks = data.draw(
         st.dictionaries(st.integers(0, len(events) - 1), disturbance, max_size=12), label="marks"
     )
-    watcher = Watcher()
+    watcher = ShrinkWatcher()
     index = 0
     while index < len(events):
         watcher.apply(events[index])
@@ -149,7 +115,7 @@ def test_every_event_twice_changes_nothing_the_second_time(version: str) -> None
 @pytest.mark.parametrize("version", VERSIONS)
 def test_snapshot_at_every_moment_never_shortens_text(version: str) -> None:
     events = EVENTS[version]
-    watcher = Watcher()
+    watcher = ShrinkWatcher()
     for index, event in enumerate(events, 1):
         watcher.apply(event)
         if index % 7 == 0:

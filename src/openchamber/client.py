@@ -300,6 +300,18 @@ class OpenCodeClient:
     async def abort(self, session_id: str) -> None:
         await self.request("POST", f"/session/{session_id}/abort", idempotent=True)
 
+    async def revert(self, session_id: str, message_id: str, part_id: str | None = None) -> JSON:
+        """Take back the session from `message_id` (or its part `part_id`) on."""
+        body = {"messageID": message_id, **({"partID": part_id} if part_id else {})}
+        session: JSON = await self._json(
+            "POST", f"/session/{session_id}/revert", json=body, idempotent=True
+        )
+        return session
+
+    async def unrevert(self, session_id: str) -> JSON:
+        session: JSON = await self._json("POST", f"/session/{session_id}/unrevert", idempotent=True)
+        return session
+
     async def reply_permission(self, session_id: str, request_id: str, reply: str) -> None:
         """`reply`: once | always | reject. Newer servers have /permission/{id}/reply."""
         try:

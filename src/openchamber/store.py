@@ -205,6 +205,10 @@ class Store:
         self._seen: set[str] = set()
         self._seen_order: deque[str] = deque()
         self._seen_limit = seen_ids_limit
+        # Recently removed message ids: one that comes back means the server's state and its
+        # events disagree (seen on 1.0.x after a revert), so its session is resynced.
+        self._removed: set[str] = set()
+        self._removed_order: deque[str] = deque(maxlen=seen_ids_limit)
         self._orphans: dict[str, list[PartDelta]] = {}
         self._orphan_count = 0
         self._orphan_limit = orphan_delta_limit
@@ -228,6 +232,33 @@ class Store:
                 entry["local"] = message.local
             out.append(entry)
         return out
+
+    def visible_messages(self, session_id: str) -> list[JSON]:
+        """What a chat view shows: `messages()` without what a revert took back.
+
+        A revert only marks the session (`info.revert`); the server keeps returning the
+        reverted messages until the next prompt removes them, but the user must not see
+        them from the moment of the revert. From `revert.messageID` on everything is
+        hidden, or from `revert.partID` on within that message when one is named.
+        """
+        messages = self.messages(session_id)
+        session = self.sessions.get(session_id)
+        revert = session.info.get("revert") if session and session.info else None
+        if not isinstance(revert, dict) or not isinstance(revert.get("messageID"), str):
+            return messages
+        cut_message, cut_part = revert["messageID"], revert.get("partID")
+        visible = []
+        for message in messages:
+            message_id = message["info"]["id"]
+            if message_id > cut_message:
+                break
+            if message_id == cut_message:
+                if not isinstance(cut_part, str):
+                    break
+                parts = [p for p in message["parts"] if p["id"] < cut_part]
+                message = {**message, "parts": parts}
+            visible.append(message)
+        return visible
 
     def part_text(self, part_id: str, name: str = "text") -> str | None:
         part = self._parts.get(part_id)
@@ -279,12 +310,6 @@ class Store:
                 return []
             self._remember(event.event_id)
         return self._reduce(event)
-
-    def apply_all(self, events: Iterable[Event]) -> list[Patch]:
-        patches: list[Patch] = []
-        for event in events:
-            patches += self.apply(event)
-        return patches
 
     def _reduce(self, event: Event) -> list[Patch]:
         match event:
@@ -417,6 +442,9 @@ class Store:
         session = self._session(session_id)
         message = session.messages.get(message_id)
         if message is None:
+            if message_id in self._removed:
+                self.anomalies["message back after its removal"] += 1
+                self._resync.add(session_id)
             self._insert_message(session, session_id, _Message(dict(info)))
             return [{"op": "message.upsert", "sessionID": session_id, "info": info}]
         merged = _merge_info(message.info, info)
@@ -434,6 +462,10 @@ class Store:
             return []
         session.order.remove(message_id)
         self._forget_message(message_id, message)
+        if len(self._removed_order) == self._removed_order.maxlen:
+            self._removed.discard(self._removed_order[0])
+        self._removed_order.append(message_id)
+        self._removed.add(message_id)
         return [{"op": "message.remove", "sessionID": session_id, "messageID": message_id}]
 
     def _forget_message(self, message_id: str, message: _Message) -> None:
