@@ -218,6 +218,11 @@ class OpenCodeClient:
         await self.request("GET", "/path")
         return {"healthy": True, "version": None}
 
+    async def paths(self) -> JSON:
+        """`GET /path`: the server's home, state, config, worktree and project directory."""
+        paths: JSON = await self._json("GET", "/path")
+        return paths
+
     async def list_sessions(self) -> list[JSON]:
         sessions: list[JSON] = await self._json("GET", "/session")
         return sessions
@@ -248,9 +253,11 @@ class OpenCodeClient:
         message: JSON = await self._json("GET", f"/session/{session_id}/message/{message_id}")
         return message
 
-    async def session_status(self) -> dict[str, JSON]:
-        status: dict[str, JSON] = await self._json("GET", "/session/status")
-        return status
+    async def session_status(self) -> dict[str, JSON] | None:
+        """Non-idle sessions and their status; None where the server has no such route
+        (1.0.x answers `/session/status` with an unrelated list)."""
+        status = await self._json("GET", "/session/status")
+        return status if isinstance(status, dict) else None
 
     async def send(
         self,

@@ -294,6 +294,13 @@ class Store:
             "questions": [q for s in self.sessions.values() for q in s.questions.values()],
         }
 
+    def streaming_sessions(self) -> set[str]:
+        """Sessions holding a part that has started and not ended."""
+        return {p.session_id for p in self._parts.values() if not p.final}
+
+    def request_resync(self, session_id: str) -> None:
+        self._resync.add(session_id)
+
     def take_resync_requests(self) -> set[str]:
         """Sessions whose state is known to be incomplete and should be refetched over REST."""
         requests, self._resync = self._resync, set()
@@ -322,9 +329,9 @@ class Store:
             case SessionUpdated(session_id=sid, info=info):
                 return self._upsert_session(sid, info)
             case SessionStatus(session_id=sid, status=status):
-                return self._set_status(sid, status)
+                return self.set_status(sid, status)
             case SessionIdle(session_id=sid):
-                return self._set_status(sid, IDLE)
+                return self.set_status(sid, IDLE)
             case MessageRemoved(session_id=sid, message_id=mid):
                 return self._remove_message(sid, mid)
             case PartRemoved(session_id=sid, message_id=mid, part_id=pid):
@@ -389,7 +396,7 @@ class Store:
         session.info = info
         return [{"op": "session.upsert", "sessionID": session_id, "info": info}]
 
-    def _set_status(self, session_id: str, status: JSON) -> list[Patch]:
+    def set_status(self, session_id: str, status: JSON) -> list[Patch]:
         session = self._session(session_id)
         if session.status == status:
             return []
@@ -644,7 +651,7 @@ class Store:
         """`GET /session/status`: sessions not listed are idle."""
         patches: list[Patch] = []
         for session_id in {*self.sessions, *statuses}:
-            patches += self._set_status(session_id, statuses.get(session_id, IDLE))
+            patches += self.set_status(session_id, statuses.get(session_id, IDLE))
         return patches
 
     def load_messages(self, session_id: str, messages: Iterable[JSON]) -> list[Patch]:

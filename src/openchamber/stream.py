@@ -1,0 +1,247 @@
+"""The resilient connection to an OpenCode event stream.
+
+`EventStream.run()` keeps one stream open for as long as it runs: it reconnects after
+errors *and* after clean closes (OpenCode never replays, so a close is a gap too), with
+full-jitter backoff; it declares a silent connection dead from the heartbeat cadence it
+has learned; it notices when the process was suspended (laptop lid, SIGSTOP) and
+reconnects at once; and it reports every change of state with a hint for people.
+What the events mean is not its business: they go to `on_events`, and every new
+connection goes to `on_connected`, where the caller repairs the gap.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+import httpx
+
+from openchamber.backoff import Backoff
+from openchamber.client import OpenCodeClient
+from openchamber.protocol import Event, Heartbeat, StreamParser
+
+log = logging.getLogger("openchamber.stream")
+
+
+class State(enum.StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    STALE = "stale"
+    RECONNECTING = "reconnecting"
+    AUTH_FAILED = "auth-failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Status:
+    state: State
+    hint: str
+    attempt: int = 0
+    delay: float | None = None  # seconds until the next attempt, when reconnecting
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "state": self.state.value,
+            "hint": self.hint,
+            "attempt": self.attempt,
+            "delay": self.delay,
+        }
+
+
+class StreamRejected(Exception):
+    """The server answered, but not with an event stream we can read; says which header."""
+
+
+@dataclass
+class Watchdog:
+    """Learns the heartbeat period and says when silence means a dead connection.
+
+    Until a period is learned it assumes `assumed_period` (30 s: the slowest cadence of
+    servers that send heartbeats; servers before 1.0.164 send none, and then a silent
+    idle connection is simply re-opened now and then, which costs a resync).
+    """
+
+    assumed_period: float = 30.0
+    factor: float = 2.5
+    period: float | None = None
+    _last_beat: float | None = None
+
+    def beat(self, now: float) -> None:
+        if self._last_beat is not None:
+            gap = now - self._last_beat
+            # The shortest gap seen is the cadence; longer ones include busy stretches.
+            self.period = gap if self.period is None else min(self.period, max(gap, 1.0))
+        self._last_beat = now
+
+    def reset_connection(self) -> None:
+        self._last_beat = None
+
+    @property
+    def deadline(self) -> float:
+        return self.factor * (self.period or self.assumed_period)
+
+
+@dataclass
+class EventStream:
+    client: OpenCodeClient
+    on_events: Callable[[list[Event]], Awaitable[None]]
+    on_connected: Callable[[], Awaitable[None]]
+    on_status: Callable[[Status], Awaitable[None]]
+    path: str = "/global/event"
+    watchdog: Watchdog = field(default_factory=Watchdog)
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=30.0))
+    healthy_after: float = 10.0  # a connection this old resets the backoff
+    wake_threshold: float = 5.0  # a tick this late means the process was suspended
+    tick: float = 1.0
+    last_event_id: str = ""
+    server_retry: float | None = None
+
+    async def run(self) -> None:
+        """Run until stopped (`204`, auth refused, or cancelled)."""
+        await self._status(State.CONNECTING, "opening the event stream")
+        attempt = 0
+        while True:
+            outcome, woke = await self._connect_once()
+            if outcome in (State.STOPPED, State.AUTH_FAILED):
+                return
+            attempt += 1
+            delay = 0.0 if woke else self.backoff.next()
+            if self.server_retry is not None and not woke:
+                delay = max(delay, self.server_retry)
+            await self._status(
+                State.RECONNECTING, f"{outcome}; reconnecting in {delay:.1f}s", attempt, delay
+            )
+            await anyio.sleep(delay)
+
+    async def _status(
+        self, state: State, hint: str, attempt: int = 0, delay: float | None = None
+    ) -> None:
+        log.info("stream %s: %s", state, hint)
+        await self.on_status(Status(state, hint, attempt, delay))
+
+    async def _connect_once(self) -> tuple[str, bool]:
+        """One connection, until it ends: why (a hint, or a final State), and whether it
+        ended because the process woke from a suspension."""
+        headers = {
+            "Accept": "text/event-stream",
+            "Accept-Encoding": "identity",
+            "Cache-Control": "no-cache",
+        }
+        if self.last_event_id:
+            headers["Last-Event-ID"] = self.last_event_id
+        params = {"directory": self.client.directory} if self.client.directory else {}
+        self.watchdog.reset_connection()
+        reason = "the connection was interrupted"
+        async with anyio.create_task_group() as tasks:
+            woke = anyio.Event()
+            tasks.start_soon(self._watch_for_wake, woke, tasks.cancel_scope)
+            reason = await self._read_until_closed(headers, params)
+            tasks.cancel_scope.cancel()
+        if woke.is_set():
+            return "the process was suspended; reconnecting at once", True
+        return reason, False
+
+    async def _read_until_closed(self, headers: dict[str, str], params: dict[str, str]) -> str:
+        """Why the connection ended, as a hint (or a final State); never raises for I/O."""
+        try:
+            return await self._read(headers, params)
+        except StreamRejected as exc:
+            return str(exc)
+        except httpx.TimeoutException:
+            return "no response from the server"
+        except httpx.TransportError as exc:
+            return f"connection failed ({exc or type(exc).__name__})"
+
+    async def _read(self, headers: dict[str, str], params: dict[str, str]) -> str:
+        timeout = httpx.Timeout(10.0, read=None)
+        async with self.client.http.stream(
+            "GET", self.path, headers=headers, params=params, timeout=timeout
+        ) as response:
+            verdict = await self._check(response)
+            if verdict is not None:
+                return verdict
+            opened = time.monotonic()
+            await self._status(State.CONNECTED, f"streaming from {self.client.base_url}")
+            await self.on_connected()
+            parser = StreamParser()
+            chunks = response.aiter_raw()
+            while True:
+                with anyio.move_on_after(self.watchdog.deadline) as silent:
+                    chunk = await anext(chunks, None)
+                if silent.cancelled_caught:
+                    await self._status(
+                        State.STALE,
+                        f"no data for {self.watchdog.deadline:.0f}s (heartbeat every "
+                        f"{self.watchdog.period or self.watchdog.assumed_period:.0f}s)",
+                    )
+                    return "the connection went silent"
+                if chunk is None:
+                    return "the server closed the stream"
+                if time.monotonic() - opened > self.healthy_after:
+                    self.backoff.reset()
+                events = parser.feed(chunk)
+                self._learn(parser, events)
+                if events:
+                    await self.on_events(events)
+
+    def _learn(self, parser: StreamParser, events: list[Event]) -> None:
+        now = time.monotonic()
+        for event in events:
+            if isinstance(event, Heartbeat):
+                self.watchdog.beat(now)
+        decoder = parser.decoder
+        self.last_event_id = decoder.last_event_id or self.last_event_id
+        if decoder.retry is not None:
+            self.server_retry = decoder.retry / 1000
+
+    async def _check(self, response: httpx.Response) -> str | None:
+        """None if this is a readable event stream; else why not (or a final State)."""
+        status = response.status_code
+        if status == 204:
+            await self._status(State.STOPPED, "the server asked us to stop (204)")
+            return State.STOPPED
+        if status in (401, 403):
+            await self._status(
+                State.AUTH_FAILED,
+                f"the server refused the credentials ({status}); check OPENCODE_SERVER_PASSWORD",
+            )
+            return State.AUTH_FAILED
+        if status != 200:
+            raise StreamRejected(f"GET {self.path} answered {status}")
+        content_type = response.headers.get("content-type", "")
+        if not content_type.startswith("text/event-stream"):
+            raise StreamRejected(
+                f"Content-Type is {content_type or 'missing'}, not an event stream"
+            )
+        encoding = response.headers.get("content-encoding", "identity")
+        if encoding not in ("", "identity"):
+            raise StreamRejected(
+                f"Content-Encoding is {encoding}: something between us and the server "
+                "compresses the stream (it holds events back); turn that off"
+            )
+        return None
+
+    async def _watch_for_wake(self, woke: anyio.Event, scope: anyio.CancelScope) -> None:
+        """Cancel the connection when the process comes back from a suspension.
+
+        A suspended process sees a loop tick arrive far too late, and its wall clock jump
+        against the monotonic one (which may stop while suspended).
+        """
+        expected = time.monotonic() + self.tick
+        skew = time.time() - time.monotonic()
+        while True:
+            await anyio.sleep(self.tick)
+            now = time.monotonic()
+            late = now - expected
+            jump = abs((time.time() - now) - skew)
+            if late > self.wake_threshold or jump > self.wake_threshold:
+                log.info("woke after %.1fs (clock jump %.1fs)", late, jump)
+                woke.set()
+                scope.cancel()
+                return
+            expected = now + self.tick
+            skew = time.time() - now

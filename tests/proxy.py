@@ -1,0 +1,70 @@
+"""A fault-injecting TCP proxy for tests: cut every connection, refuse new ones."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import anyio
+from anyio.abc import SocketStream, TaskGroup
+
+
+class FaultProxy:
+    """Forwards 127.0.0.1:<port> to a target port, inside the test's event loop."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.refuse = False
+        self.port = 0
+        self.connections = 0
+        self._open: set[SocketStream] = set()
+        self._tasks: TaskGroup | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> FaultProxy:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        self._tasks = anyio.create_task_group()
+        await self._tasks.__aenter__()
+        self._tasks.start_soon(listener.serve, self._handle)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tasks is not None
+        self._tasks.cancel_scope.cancel()
+        await self._tasks.__aexit__(exc_type, exc, tb)
+
+    async def cut(self) -> None:
+        """Close every open connection, both sides, as a network failure would."""
+        for stream in list(self._open):
+            await stream.aclose()
+
+    async def _handle(self, client: SocketStream) -> None:
+        if self.refuse:
+            await client.aclose()
+            return
+        self.connections += 1
+        async with client, await anyio.connect_tcp("127.0.0.1", self.target_port) as upstream:
+            self._open |= {client, upstream}
+            try:
+                async with anyio.create_task_group() as pumps:
+                    pumps.start_soon(self._pump, client, upstream, pumps)
+                    pumps.start_soon(self._pump, upstream, client, pumps)
+            finally:
+                self._open -= {client, upstream}
+
+    @staticmethod
+    async def _pump(source: SocketStream, sink: SocketStream, pumps: TaskGroup) -> None:
+        try:
+            async for data in source:
+                await sink.send(data)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+            pass
+        pumps.cancel_scope.cancel()
