@@ -71,3 +71,10 @@ def opencode(request: pytest.FixtureRequest, launch_opencode: LaunchOpenCode) ->
     server = launch_opencode(version)
     assert server.version == version, server.log_text
     return server
+
+
+@pytest.fixture(params=PINNED_VERSIONS, ids=lambda v: f"opencode-{v}")
+def opencode_version(request: pytest.FixtureRequest) -> str:
+    """Each pinned version, for tests that launch (and break) servers of their own."""
+    version: str = request.param
+    return version

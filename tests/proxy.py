@@ -14,7 +14,9 @@ class FaultProxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.refuse = False
+        self.cut_next_response = False  # forward the next request, then cut before its answer
         self.port = 0
+        self._stalled: set[SocketStream] = set()
         self.connections = 0
         self._open: set[SocketStream] = set()
         self._tasks: TaskGroup | None = None
@@ -41,6 +43,10 @@ class FaultProxy:
         self._tasks.cancel_scope.cancel()
         await self._tasks.__aexit__(exc_type, exc, tb)
 
+    def stall(self) -> None:
+        """Stop delivering the server's bytes on every open connection (they stay open)."""
+        self._stalled |= self._open
+
     async def cut(self) -> None:
         """Close every open connection, both sides, as a network failure would."""
         for stream in list(self._open):
@@ -56,9 +62,23 @@ class FaultProxy:
             try:
                 async with anyio.create_task_group() as pumps:
                     pumps.start_soon(self._pump, client, upstream, pumps)
-                    pumps.start_soon(self._pump, upstream, client, pumps)
+                    pumps.start_soon(self._pump_answers, upstream, client, pumps)
             finally:
                 self._open -= {client, upstream}
+
+    async def _pump_answers(
+        self, upstream: SocketStream, client: SocketStream, pumps: TaskGroup
+    ) -> None:
+        try:
+            async for data in upstream:
+                if self.cut_next_response:
+                    self.cut_next_response = False
+                    break
+                if client not in self._stalled:
+                    await client.send(data)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+            pass
+        pumps.cancel_scope.cancel()
 
     @staticmethod
     async def _pump(source: SocketStream, sink: SocketStream, pumps: TaskGroup) -> None:

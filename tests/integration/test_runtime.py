@@ -14,8 +14,10 @@ from openchamber.client import OpenCodeClient
 from openchamber.runtime import Runtime
 from openchamber.server import OpenCodeServer
 from openchamber.store import Patch
+from openchamber.stream import Watchdog
 from openchamber.testing.model import ModelServer
 
+from ..conftest import LaunchOpenCode
 from ..proxy import FaultProxy
 from ..support import RawStream, session_idle
 
@@ -117,3 +119,80 @@ async def test_wrong_password_stops_with_auth_failed(opencode: OpenCodeServer) -
             await runtime.run()  # returns: no reconnect loop against a refused password
     assert recorder.states[-1] == "auth-failed"
     assert "reconnecting" not in recorder.states
+
+
+async def test_a_send_cut_before_its_answer_makes_one_message(
+    opencode: OpenCodeServer, model: ModelServer
+) -> None:
+    port = httpx.URL(opencode.url).port
+    assert port is not None
+    async with FaultProxy(port) as proxy, OpenCodeClient(proxy.url, auth=opencode.auth) as client:
+        session = await client.create_session()
+        proxy.cut_next_response = True  # the server gets the prompt; we never hear back
+        message_id = await client.send(session["id"], [{"type": "text", "text": "once only"}])
+        assert not proxy.cut_next_response, "the answer to the send was cut"
+        async with httpx.AsyncClient(base_url=opencode.url, auth=opencode.auth) as direct:
+            user = (await direct.get(f"/session/{session['id']}/message/{message_id}")).json()
+            messages = (await direct.get(f"/session/{session['id']}/message")).json()
+    assert [p["text"] for p in user["parts"] if p["type"] == "text"] == ["once only"]
+    assert sum(1 for m in messages if m["info"]["role"] == "user") == 1
+
+
+async def test_a_silent_connection_is_declared_stale_and_replaced(
+    opencode: OpenCodeServer,
+) -> None:
+    port = httpx.URL(opencode.url).port
+    assert port is not None
+    recorder = Recorder()
+    async with FaultProxy(port) as proxy, anyio.create_task_group() as tasks:
+        client = OpenCodeClient(proxy.url, auth=opencode.auth)
+        runtime = Runtime(client, recorder)
+        runtime.stream.watchdog = Watchdog(assumed_period=1.0, factor=2.0)
+        tasks.start_soon(runtime.run)
+        await recorder.wait_until(lambda: "connected" in recorder.states)
+        proxy.stall()
+        await recorder.wait_until(lambda: recorder.states.count("connected") >= 2)
+        tasks.cancel_scope.cancel()
+        await client.aclose()
+    assert recorder.states.index("stale") < len(recorder.states) - 1
+    assert proxy.connections >= 2
+
+
+async def test_a_restarted_server_is_followed(
+    launch_opencode: LaunchOpenCode, model: ModelServer, opencode_version: str
+) -> None:
+    server = launch_opencode(opencode_version)
+    recorder = Recorder()
+    async with OpenCodeClient(server.url, auth=server.auth) as client:
+        runtime = Runtime(client, recorder)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(runtime.run)
+            await recorder.wait_until(lambda: "connected" in recorder.states)
+            await anyio.to_thread.run_sync(server.restart)
+            session = await client.create_session()
+            await client.send(session["id"], [{"type": "text", "text": "after restart"}])
+            async with httpx.AsyncClient(base_url=server.url, auth=server.auth) as direct:
+
+                async def settled() -> bool:
+                    response = await direct.get(f"/session/{session['id']}/message")
+                    return runtime.store.messages(session["id"]) == response.json()
+
+                await recorder.wait_until(
+                    lambda: (
+                        runtime.store.sessions.get(session["id"]) is not None
+                        and runtime.store.sessions[session["id"]].status["type"] == "idle"
+                        and _has_reply(runtime, session["id"])
+                    )
+                )
+                assert await settled()
+            tasks.cancel_scope.cancel()
+    server.stop()
+    assert "reconnecting" in recorder.states
+    assert recorder.states.count("connected") >= 2
+
+
+def _has_reply(runtime: Runtime, session_id: str) -> bool:
+    messages = runtime.store.messages(session_id)
+    return any(
+        m["info"].get("role") == "assistant" and m["info"].get("finish") == "stop" for m in messages
+    )
