@@ -276,6 +276,9 @@ class OpenCodeClient:
         does not make a resend idempotent itself.
         """
         message_id = message_id or ids.message_id()
+        # Parts get client-made ids too: a resend then rewrites the same parts instead of
+        # appending copies (the server was seen doubling a resent text part otherwise).
+        parts = [part if "id" in part else {**part, "id": ids.part_id()} for part in parts]
         body: JSON = {"messageID": message_id, "parts": parts}
         if model is not None:
             body["model"] = model

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from openchamber import ids
 from openchamber.client import (
     JSON,
     AuthRefused,
@@ -97,3 +98,27 @@ async def test_dead_port_is_unreachable_with_a_hint() -> None:
 def test_malformed_url_is_a_clear_error(url: str) -> None:
     with pytest.raises(OpenCodeError, match="not a valid server URL"):
         OpenCodeClient(url)
+
+
+async def test_a_resent_prompt_with_the_same_ids_is_one_message_with_one_part(
+    opencode: OpenCodeServer, model: ModelServer
+) -> None:
+    stream = RawStream(opencode)
+    sessions: list[JSON] = []
+
+    def create_session() -> None:
+        created = httpx.post(f"{opencode.url}/session", json={}, auth=opencode.auth)
+        sessions.append(created.raise_for_status().json())
+
+    stream.open_with(create_session)
+    sid = sessions[-1]["id"]
+    part = {"id": ids.part_id(), "type": "text", "text": "said twice"}
+    message_id = ids.message_id()
+    async with client_for(opencode) as client:
+        # What a retry after an unclear failure does: the very same body again.
+        assert await client.send(sid, [part], message_id=message_id) == message_id
+        assert await client.send(sid, [part], message_id=message_id) == message_id
+        stream.wait_for(session_idle(sid))
+        user = await client.message(sid, message_id)
+    stream.close()
+    assert [p["text"] for p in user["parts"] if p["type"] == "text"] == ["said twice"]

@@ -126,14 +126,24 @@ async def test_a_send_cut_before_its_answer_makes_one_message(
 ) -> None:
     port = httpx.URL(opencode.url).port
     assert port is not None
+    witness = RawStream(opencode)
+    sessions: list[str] = []
+
+    def create_session() -> None:
+        created = httpx.post(f"{opencode.url}/session", json={}, auth=opencode.auth)
+        sessions.append(created.raise_for_status().json()["id"])
+
+    await anyio.to_thread.run_sync(witness.open_with, create_session)
+    sid = sessions[-1]
     async with FaultProxy(port) as proxy, OpenCodeClient(proxy.url, auth=opencode.auth) as client:
-        session = await client.create_session()
         proxy.cut_next_response = True  # the server gets the prompt; we never hear back
-        message_id = await client.send(session["id"], [{"type": "text", "text": "once only"}])
+        message_id = await client.send(sid, [{"type": "text", "text": "once only"}])
         assert not proxy.cut_next_response, "the answer to the send was cut"
-        async with httpx.AsyncClient(base_url=opencode.url, auth=opencode.auth) as direct:
-            user = (await direct.get(f"/session/{session['id']}/message/{message_id}")).json()
-            messages = (await direct.get(f"/session/{session['id']}/message")).json()
+    await anyio.to_thread.run_sync(witness.wait_for, session_idle(sid))
+    witness.close()
+    async with httpx.AsyncClient(base_url=opencode.url, auth=opencode.auth) as direct:
+        user = (await direct.get(f"/session/{sid}/message/{message_id}")).json()
+        messages = (await direct.get(f"/session/{sid}/message")).json()
     assert [p["text"] for p in user["parts"] if p["type"] == "text"] == ["once only"]
     assert sum(1 for m in messages if m["info"]["role"] == "user") == 1
 
