@@ -95,6 +95,7 @@ class EventStream:
     watchdog: Watchdog = field(default_factory=Watchdog)
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=30.0))
     healthy_after: float = 10.0  # a connection this old resets the backoff
+    header_timeout: float = 15.0  # how long an answer to the stream request may take
     wake_threshold: float = 5.0  # a tick this late means the process was suspended
     tick: float = 1.0
     last_event_id: str = ""
@@ -151,42 +152,55 @@ class EventStream:
             return await self._read(headers, params)
         except StreamRejected as exc:
             return str(exc)
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             return "no response from the server"
         except httpx.TransportError as exc:
             return f"connection failed ({exc or type(exc).__name__})"
 
     async def _read(self, headers: dict[str, str], params: dict[str, str]) -> str:
-        timeout = httpx.Timeout(10.0, read=None)
-        async with self.client.http.stream(
-            "GET", self.path, headers=headers, params=params, timeout=timeout
-        ) as response:
-            verdict = await self._check(response)
-            if verdict is not None:
-                return verdict
-            opened = time.monotonic()
-            await self._status(State.CONNECTED, f"streaming from {self.client.base_url}")
-            await self.on_connected()
-            parser = StreamParser()
-            chunks = response.aiter_raw()
-            while True:
-                with anyio.move_on_after(self.watchdog.deadline) as silent:
-                    chunk = await anext(chunks, None)
-                if silent.cancelled_caught:
-                    await self._status(
-                        State.STALE,
-                        f"no data for {self.watchdog.deadline:.0f}s (heartbeat every "
-                        f"{self.watchdog.period or self.watchdog.assumed_period:.0f}s)",
-                    )
-                    return "the connection went silent"
-                if chunk is None:
-                    return "the server closed the stream"
-                if time.monotonic() - opened > self.healthy_after:
-                    self.backoff.reset()
-                events = parser.feed(chunk)
-                self._learn(parser, events)
-                if events:
-                    await self.on_events(events)
+        request = self.client.http.build_request(
+            "GET",
+            self.path,
+            headers=headers,
+            params=params,
+            timeout=httpx.Timeout(10.0, read=None),  # the body may be silent for long
+        )
+        # ...but the headers must come: a request sent on a pooled connection to a server
+        # that went away would otherwise wait forever.
+        with anyio.fail_after(self.header_timeout):
+            response = await self.client.http.send(request, stream=True)
+        try:
+            return await self._read_body(response)
+        finally:
+            await response.aclose()
+
+    async def _read_body(self, response: httpx.Response) -> str:
+        verdict = await self._check(response)
+        if verdict is not None:
+            return verdict
+        opened = time.monotonic()
+        await self._status(State.CONNECTED, f"streaming from {self.client.base_url}")
+        await self.on_connected()
+        parser = StreamParser()
+        chunks = response.aiter_raw()
+        while True:
+            with anyio.move_on_after(self.watchdog.deadline) as silent:
+                chunk = await anext(chunks, None)
+            if silent.cancelled_caught:
+                await self._status(
+                    State.STALE,
+                    f"no data for {self.watchdog.deadline:.0f}s (heartbeat every "
+                    f"{self.watchdog.period or self.watchdog.assumed_period:.0f}s)",
+                )
+                return "the connection went silent"
+            if chunk is None:
+                return "the server closed the stream"
+            if time.monotonic() - opened > self.healthy_after:
+                self.backoff.reset()
+            events = parser.feed(chunk)
+            self._learn(parser, events)
+            if events:
+                await self.on_events(events)
 
     def _learn(self, parser: StreamParser, events: list[Event]) -> None:
         now = time.monotonic()

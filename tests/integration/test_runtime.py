@@ -206,3 +206,26 @@ def _has_reply(runtime: Runtime, session_id: str) -> bool:
     return any(
         m["info"].get("role") == "assistant" and m["info"].get("finish") == "stop" for m in messages
     )
+
+
+async def test_a_password_change_ends_in_auth_failed(
+    launch_opencode: LaunchOpenCode, opencode_version: str
+) -> None:
+    server = launch_opencode(opencode_version)
+    recorder = Recorder()
+    async with OpenCodeClient(server.url, auth=server.auth) as client:
+        runtime = Runtime(client, recorder)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(runtime.run)
+            await recorder.wait_until(lambda: "connected" in recorder.states)
+            server.password = "changed-" + (server.password or "")
+            await anyio.to_thread.run_sync(server.restart)
+            if opencode_version.startswith("1.0."):
+                # No authentication on 1.0.x: the runtime simply reconnects.
+                await recorder.wait_until(lambda: recorder.states.count("connected") >= 2)
+                tasks.cancel_scope.cancel()
+            else:
+                await recorder.wait_until(lambda: "auth-failed" in recorder.states)
+    server.stop()
+    if not opencode_version.startswith("1.0."):
+        assert recorder.states[-1] == "auth-failed"  # and run() returned: no hot loop
