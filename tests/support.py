@@ -99,6 +99,19 @@ class RawStream:
             self._closed = True
 
 
+def stream_with_session(server: OpenCodeServer) -> tuple[RawStream, str]:
+    """A live raw stream, and a session made once it was live (see `open_with`)."""
+    stream = RawStream(server)
+    sessions: list[str] = []
+
+    def create_session() -> None:
+        created = httpx.post(f"{server.url}/session", json={}, auth=server.auth)
+        sessions.append(created.raise_for_status().json()["id"])
+
+    stream.open_with(create_session)
+    return stream, sessions[-1]
+
+
 def _caused(payload: Payload) -> bool:
     return payload.get("type") not in ("server.connected", "server.heartbeat")
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from openchamber import ids
 from openchamber.client import (
-    JSON,
     AuthRefused,
     NotFound,
     OpenCodeClient,
@@ -17,7 +15,7 @@ from openchamber.client import (
 from openchamber.server import OpenCodeServer, free_port
 from openchamber.testing.model import ModelServer
 
-from ..support import RawStream, session_idle
+from ..support import session_idle, stream_with_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -51,15 +49,8 @@ async def test_session_lifecycle(opencode: OpenCodeServer) -> None:
 
 
 async def test_send_uses_the_client_made_id(opencode: OpenCodeServer, model: ModelServer) -> None:
-    stream = RawStream(opencode)
-    sessions: list[JSON] = []
-
-    def create_session() -> None:
-        created = httpx.post(f"{opencode.url}/session", json={}, auth=opencode.auth)
-        sessions.append(created.raise_for_status().json())
-
-    stream.open_with(create_session)
-    session = sessions[-1]
+    stream, session_id = stream_with_session(opencode)
+    session = {"id": session_id}
     async with client_for(opencode) as client:
         message_id = await client.send(session["id"], [{"type": "text", "text": "hello"}])
         stream.wait_for(session_idle(session["id"]))
@@ -103,15 +94,7 @@ def test_malformed_url_is_a_clear_error(url: str) -> None:
 async def test_a_resent_prompt_with_the_same_ids_is_one_message_with_one_part(
     opencode: OpenCodeServer, model: ModelServer
 ) -> None:
-    stream = RawStream(opencode)
-    sessions: list[JSON] = []
-
-    def create_session() -> None:
-        created = httpx.post(f"{opencode.url}/session", json={}, auth=opencode.auth)
-        sessions.append(created.raise_for_status().json())
-
-    stream.open_with(create_session)
-    sid = sessions[-1]["id"]
+    stream, sid = stream_with_session(opencode)
     part = {"id": ids.part_id(), "type": "text", "text": "said twice"}
     message_id = ids.message_id()
     async with client_for(opencode) as client:

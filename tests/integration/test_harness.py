@@ -11,17 +11,14 @@ import pytest
 from openchamber.server import OpenCodeServer
 from openchamber.testing.model import Directives, reply_text
 
-from ..support import RawStream, session_idle
+from ..support import session_idle, stream_with_session
 
 pytestmark = pytest.mark.integration
 
 
 def test_streamed_chunks_concatenate_to_rest_text(opencode: OpenCodeServer) -> None:
-    stream = RawStream(opencode)
     with httpx.Client(base_url=opencode.url, auth=opencode.auth, timeout=60) as http:
-        sessions: list[str] = []
-        stream.open_with(lambda: sessions.append(http.post("/session", json={}).json()["id"]))
-        session_id = sessions[-1]
+        stream, session_id = stream_with_session(opencode)
         prompt_text = "reply=long len=2500 chunk=var"
         prompt = {"parts": [{"type": "text", "text": prompt_text}]}
         http.post(f"/session/{session_id}/message", json=prompt).raise_for_status()

@@ -19,7 +19,7 @@ from openchamber.testing.model import ModelServer
 
 from ..conftest import LaunchOpenCode
 from ..proxy import FaultProxy
-from ..support import RawStream, session_idle
+from ..support import RawStream, session_idle, stream_with_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -126,15 +126,7 @@ async def test_a_send_cut_before_its_answer_makes_one_message(
 ) -> None:
     port = httpx.URL(opencode.url).port
     assert port is not None
-    witness = RawStream(opencode)
-    sessions: list[str] = []
-
-    def create_session() -> None:
-        created = httpx.post(f"{opencode.url}/session", json={}, auth=opencode.auth)
-        sessions.append(created.raise_for_status().json()["id"])
-
-    await anyio.to_thread.run_sync(witness.open_with, create_session)
-    sid = sessions[-1]
+    witness, sid = await anyio.to_thread.run_sync(stream_with_session, opencode)
     async with FaultProxy(port) as proxy, OpenCodeClient(proxy.url, auth=opencode.auth) as client:
         proxy.cut_next_response = True  # the server gets the prompt; we never hear back
         message_id = await client.send(sid, [{"type": "text", "text": "once only"}])
@@ -166,46 +158,6 @@ async def test_a_silent_connection_is_declared_stale_and_replaced(
         await client.aclose()
     assert recorder.states.index("stale") < len(recorder.states) - 1
     assert proxy.connections >= 2
-
-
-async def test_a_restarted_server_is_followed(
-    launch_opencode: LaunchOpenCode, model: ModelServer, opencode_version: str
-) -> None:
-    server = launch_opencode(opencode_version)
-    recorder = Recorder()
-    async with OpenCodeClient(server.url, auth=server.auth) as client:
-        runtime = Runtime(client, recorder)
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(runtime.run)
-            await recorder.wait_until(lambda: "connected" in recorder.states)
-            await anyio.to_thread.run_sync(server.restart)
-            session = await client.create_session()
-            await client.send(session["id"], [{"type": "text", "text": "after restart"}])
-            async with httpx.AsyncClient(base_url=server.url, auth=server.auth) as direct:
-
-                async def settled() -> bool:
-                    response = await direct.get(f"/session/{session['id']}/message")
-                    return runtime.store.messages(session["id"]) == response.json()
-
-                await recorder.wait_until(
-                    lambda: (
-                        runtime.store.sessions.get(session["id"]) is not None
-                        and runtime.store.sessions[session["id"]].status["type"] == "idle"
-                        and _has_reply(runtime, session["id"])
-                    )
-                )
-                assert await settled()
-            tasks.cancel_scope.cancel()
-    server.stop()
-    assert "reconnecting" in recorder.states
-    assert recorder.states.count("connected") >= 2
-
-
-def _has_reply(runtime: Runtime, session_id: str) -> bool:
-    messages = runtime.store.messages(session_id)
-    return any(
-        m["info"].get("role") == "assistant" and m["info"].get("finish") == "stop" for m in messages
-    )
 
 
 async def test_a_password_change_ends_in_auth_failed(

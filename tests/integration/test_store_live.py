@@ -12,7 +12,7 @@ from openchamber.protocol import StreamParser
 from openchamber.server import OpenCodeServer
 from openchamber.testing.model import Directives, ModelServer, reply_text
 
-from ..support import RawStream, ShrinkWatcher, session_idle
+from ..support import RawStream, ShrinkWatcher, session_idle, stream_with_session
 
 pytestmark = pytest.mark.integration
 
@@ -44,12 +44,9 @@ def test_mid_stream_refetch_never_shortens_and_final_equals_truth(
     gate = f"refetch-{opencode.version}-{uuid.uuid4().hex[:8]}"
     prompt_text = f"reply=long len=3000 chunk=10 pause={gate} at=150"
     expected = reply_text(Directives.parse(prompt_text), prompt_text)
-    stream = RawStream(opencode)
     with httpx.Client(base_url=opencode.url, auth=opencode.auth, timeout=60) as http:
+        stream, session_id = stream_with_session(opencode)
         view = LiveView(stream, http)
-        sessions: list[str] = []
-        stream.open_with(lambda: sessions.append(http.post("/session", json={}).json()["id"]))
-        session_id = sessions[-1]
         prompt = {"parts": [{"type": "text", "text": prompt_text}]}
         http.post(f"/session/{session_id}/prompt_async", json=prompt).raise_for_status()
         assert model.reached(gate, timeout=60)
@@ -91,12 +88,9 @@ def _streamed_length(stream: RawStream) -> int:
 
 
 def test_revert_hides_at_once_and_cleanup_converges(opencode: OpenCodeServer) -> None:
-    stream = RawStream(opencode)
     with httpx.Client(base_url=opencode.url, auth=opencode.auth, timeout=60) as http:
+        stream, session_id = stream_with_session(opencode)
         view = LiveView(stream, http)
-        sessions: list[str] = []
-        stream.open_with(lambda: sessions.append(http.post("/session", json={}).json()["id"]))
-        session_id = sessions[-1]
         for text in ("first", "second"):
             body = {"parts": [{"type": "text", "text": text}]}
             http.post(f"/session/{session_id}/message", json=body).raise_for_status()
