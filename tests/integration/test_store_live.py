@@ -110,8 +110,16 @@ def test_revert_hides_at_once_and_cleanup_converges(opencode: OpenCodeServer) ->
         body = {"parts": [{"type": "text", "text": "third"}]}
         http.post(f"/session/{session_id}/message", json=body).raise_for_status()
         stream.wait_until(lambda: _idle_count(stream, session_id) >= 3)
-        view.catch_up()
-        truth = http.get(f"/session/{session_id}/message").raise_for_status().json()
+        truth: list[dict[str, object]] = []
+
+        def converged() -> bool:
+            # Updates may follow the idle event (1.0.x writes a summary): wait until the
+            # view holds what REST holds, re-reading both as events arrive.
+            view.catch_up()
+            truth[:] = http.get(f"/session/{session_id}/message").raise_for_status().json()
+            return view.store.messages(session_id) == truth
+
+        stream.wait_until(converged, timeout=30)
     stream.close()
     if not opencode.version.startswith("1.0."):
         # 1.0.152 may keep the reverted user message when the next prompt follows the
