@@ -401,3 +401,14 @@ def test_a_message_back_after_its_removal_asks_for_a_resync() -> None:
     store.apply(assistant())  # the server re-created it; its parts were never re-sent
     assert store.take_resync_requests() == {SID}
     assert store.anomalies["message back after its removal"] == 1
+
+
+def test_local_state_follows_a_send_to_its_confirmation() -> None:
+    store = Store()
+    assert store.local_state("msg_1") is None
+    store.add_optimistic(SID, "msg_1", [{"id": "prt_0", "type": "text", "text": "hi"}], 10)
+    assert store.local_state("msg_1") == "sending"
+    store.set_local_state("msg_1", "failed", "server unreachable")
+    assert store.local_state("msg_1") == "failed"
+    store.apply(user("msg_1"))
+    assert store.local_state("msg_1") == "confirmed"

@@ -260,6 +260,15 @@ class Store:
             visible.append(message)
         return visible
 
+    def local_state(self, message_id: str) -> str | None:
+        """A message's delivery state: None if unknown here, "confirmed" once the server
+        has it, else its local state ("sending", "queued", "failed")."""
+        session_id = self._messages.get(message_id)
+        if session_id is None:
+            return None
+        local = self.sessions[session_id].messages[message_id].local
+        return "confirmed" if local is None else str(local["state"])
+
     def part_text(self, part_id: str, name: str = "text") -> str | None:
         part = self._parts.get(part_id)
         if part is None or name not in part.streamed:
