@@ -22,7 +22,7 @@ WS_URL = "ws://127.0.0.1:8000/api/events"
 @pytest.fixture
 def bridge() -> Iterator[TestClient]:
     # No request in these tests reaches OpenCode: the client points at a closed port.
-    client = OpenCodeClient("http://127.0.0.1:9")
+    client = OpenCodeClient("http://127.0.0.1:9", retries=0)
     feed = Feed(Store(), lambda: {"state": "connecting"})
     app = build_app(client, feed, token=TOKEN, hosts=allowed_hosts("127.0.0.1", 8000))
     with TestClient(app, base_url=BASE, follow_redirects=False) as test_client:
@@ -106,3 +106,13 @@ def test_websocket_needs_the_token_and_the_origin(bridge: TestClient) -> None:
 def test_malformed_cookie_header_is_no_token(bridge: TestClient) -> None:
     response = bridge.get("/api/snapshot", headers={"Cookie": 'a="\\'})
     assert response.status_code == 403
+
+
+def test_a_send_to_a_server_that_is_down_is_kept_and_marked_failed(bridge: TestClient) -> None:
+    body = {"text": "hello", "messageID": "msg_1", "partID": "prt_1"}
+    response = bridge.post("/api/sessions/ses_1/messages", json=body, headers=bearer())
+    assert response.status_code == 503
+    assert response.json()["hint"] == "the OpenCode server is down or unreachable"
+    [message] = bridge.get("/api/snapshot", headers=bearer()).json()["sessions"]["ses_1"]
+    assert message["local"]["state"] == "failed"
+    assert [p["text"] for p in message["parts"]] == ["hello"]

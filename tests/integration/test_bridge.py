@@ -1,0 +1,200 @@
+"""The bridge over real servers: views follow a streaming reply live, resume by cursor
+without losing a patch, fall back to a snapshot when away too long, and a send is
+idempotent by its message id."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from openchamber import ids
+from openchamber.bridge import Bridge
+from openchamber.client import OpenCodeClient
+from openchamber.server import OpenCodeServer
+from openchamber.testing.model import ModelServer
+
+from ..bridge.view import Follower, View
+from ..support import session_idle, stream_with_session
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@asynccontextmanager
+async def running_bridge(server: OpenCodeServer, **options: Any) -> AsyncIterator[Bridge]:
+    async with (
+        OpenCodeClient(server.url, auth=server.auth) as client,
+        anyio.create_task_group() as tasks,
+    ):
+        bridge = Bridge(client, **options)
+        await tasks.start(bridge.run)
+        try:
+            yield bridge
+        finally:
+            bridge.stop()
+
+
+@asynccontextmanager
+async def api(bridge: Bridge) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {bridge.token}"}
+    async with httpx.AsyncClient(base_url=bridge.url, headers=headers, timeout=60) as http:
+        yield http
+
+
+async def truth(server: OpenCodeServer, session_id: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=server.url, auth=server.auth) as direct:
+        messages: list[dict[str, Any]] = (await direct.get(f"/session/{session_id}/message")).json()
+        return messages
+
+
+async def settle(follower: Follower, server: OpenCodeServer, session_id: str) -> None:
+    """Wait until the view shows the session idle and equal to the server's messages."""
+    await follower.wait_until(lambda v: v.idle(session_id))
+    expected = await truth(server, session_id)
+    await follower.wait_until(lambda v: v.messages(session_id) == expected)
+
+
+async def new_session(http: httpx.AsyncClient) -> str:
+    response = await http.post("/api/sessions", json={})
+    assert response.status_code == 201, response.text
+    session_id: str = response.json()["id"]
+    return session_id
+
+
+async def test_a_reply_sent_through_the_bridge_streams_live_and_ends_equal_to_rest(
+    opencode: OpenCodeServer,
+) -> None:
+    async with running_bridge(opencode) as bridge, api(bridge) as http:
+        follower = Follower(bridge.url, bridge.token)
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(follower.follow)
+            await follower.wait_until(lambda v: v.status.get("state") == "connected")
+            sid = await new_session(http)
+            sent = await http.post(
+                f"/api/sessions/{sid}/messages",
+                json={"text": "reply=long len=4000 chunk=7 delay=1"},
+            )
+            assert sent.status_code == 202, sent.text
+            # Live: the view holds part of the reply while it is still being written.
+            await follower.wait_until(lambda v: 0 < v.longest_text() < 4000)
+            await settle(follower, opencode, sid)
+            snapshot = (await http.get("/api/snapshot")).json()
+            tasks.cancel_scope.cancel()
+        expected = await truth(opencode, sid)
+        assert snapshot["sessions"][sid] == expected
+        assert snapshot["cursor"] >= follower.view.cursor
+        view = follower.view
+        assert view.shrinks == []
+        assert view.cursor_regressions == 0
+        assert view.snapshots == 1
+        replies = [p for m in expected if m["info"]["role"] == "assistant" for p in m["parts"]]
+        assert sum(len(p.get("text", "")) for p in replies if p["type"] == "text") >= 3900
+
+
+async def test_views_churning_while_a_reply_streams_lose_nothing(
+    opencode: OpenCodeServer, model: ModelServer
+) -> None:
+    """Subscribe, read a little, leave, come back with the cursor, over and over: the view
+    replays exactly what it missed (never a snapshot) and ends equal to the server."""
+    gate = f"churn-{uuid.uuid4().hex[:8]}"
+    async with running_bridge(opencode) as bridge, api(bridge) as http:
+        view = View()
+        sid = await new_session(http)
+        prompt = f"reply=long len=3000 chunk=3 delay=1 pause={gate} at=500"
+        await http.post(f"/api/sessions/{sid}/messages", json={"text": prompt})
+        for round_ in range(40):
+            if round_ == 20:  # half the rounds before the gate, half while it streams on
+                assert await anyio.to_thread.run_sync(model.reached, gate, 60)
+                model.open_gate(gate)
+            follower = Follower(bridge.url, bridge.token, view)
+            seen = view.patches
+            async with anyio.create_task_group() as tasks:
+                await tasks.start(follower.follow)
+                if round_ % 2:  # every other round, stay until something new arrives
+                    await follower.wait_until(lambda v, seen=seen: v.patches > seen)  # type: ignore[misc]
+                tasks.cancel_scope.cancel()
+        follower = Follower(bridge.url, bridge.token, view)
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(follower.follow)
+            await settle(follower, opencode, sid)
+            tasks.cancel_scope.cancel()
+    assert view.snapshots == 1  # the first subscription only: every resume was a replay
+    assert view.shrinks == []
+    assert view.cursor_regressions == 0
+
+
+async def test_a_view_away_longer_than_the_ring_gets_a_snapshot_and_ends_exact(
+    opencode: OpenCodeServer,
+) -> None:
+    async with running_bridge(opencode, ring_capacity=32) as bridge, api(bridge) as http:
+        follower = Follower(bridge.url, bridge.token)
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(follower.follow)
+            await follower.wait_until(lambda v: v.status.get("state") == "connected")
+            tasks.cancel_scope.cancel()
+        away_at = follower.view.cursor
+        witness, sid = await anyio.to_thread.run_sync(stream_with_session, opencode)
+        await http.post(
+            f"/api/sessions/{sid}/messages", json={"text": "reply=long len=2000 chunk=5"}
+        )
+        # Away until the reply is over: far more than 32 patches have passed.
+        await anyio.to_thread.run_sync(witness.wait_for, session_idle(sid))
+        witness.close()
+        assert bridge.feed.cursor - (away_at or 0) > 32
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(follower.follow)
+            await settle(follower, opencode, sid)
+            tasks.cancel_scope.cancel()
+    assert follower.view.snapshots >= 2  # more if a burst outran the tiny ring again
+
+
+async def test_the_same_message_id_sent_twice_makes_one_message(opencode: OpenCodeServer) -> None:
+    async with running_bridge(opencode) as bridge, api(bridge) as http:
+        sid = await new_session(http)
+        body = {"text": "reply=short once", "messageID": ids.message_id(), "partID": ids.part_id()}
+        url = f"/api/sessions/{sid}/messages"
+        answers: list[httpx.Response] = []
+
+        async def post() -> None:
+            answers.append(await http.post(url, json=body))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(post)
+            tasks.start_soon(post)
+        await post()
+        assert [a.status_code for a in answers] == [202, 202, 202]
+        assert sorted(a.json()["duplicate"] for a in answers) == [False, True, True]
+        follower = Follower(bridge.url, bridge.token)
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(follower.follow)
+            await settle(follower, opencode, sid)
+            tasks.cancel_scope.cancel()
+    users = [m for m in await truth(opencode, sid) if m["info"]["role"] == "user"]
+    assert [m["info"]["id"] for m in users] == [body["messageID"]]
+
+
+async def test_bad_requests_get_clear_errors_and_strangers_get_403(
+    opencode: OpenCodeServer,
+) -> None:
+    async with running_bridge(opencode) as bridge, api(bridge) as http:
+        sid = await new_session(http)
+        url = f"/api/sessions/{sid}/messages"
+        assert (await http.post(url, content=b"{not json")).status_code == 400
+        assert (await http.post(url, json={"text": ""})).status_code == 400
+        assert (await http.post(url, json=["text"])).status_code == 400
+        async with httpx.AsyncClient(base_url=bridge.url) as stranger:
+            assert (await stranger.get("/api/snapshot")).status_code == 403
+        with pytest.raises(InvalidStatus) as refused:
+            await Follower(bridge.url, "wrong-token").follow()
+        assert refused.value.response.status_code == 403
