@@ -412,3 +412,20 @@ def test_local_state_follows_a_send_to_its_confirmation() -> None:
     assert store.local_state("msg_1") == "failed"
     store.apply(user("msg_1"))
     assert store.local_state("msg_1") == "confirmed"
+
+
+def test_one_message_and_whether_it_settled() -> None:
+    store = Store()
+    assert store.message("msg_1") is None
+    assert not store.settled("msg_1")
+    store.add_optimistic(SID, "msg_1", [{"id": "prt_0", "type": "text", "text": "hi"}], 10)
+    assert not store.settled("msg_1")  # not confirmed yet
+    store.apply(user("msg_1"))
+    assert store.settled("msg_1")
+    found = store.message("msg_1")
+    assert found is not None
+    assert found[0] == SID
+    assert found[1] == store.messages(SID)[0]
+    streaming = {"id": "prt_1", "type": "text", "text": "a", "time": {"start": 1}}
+    store.apply(PartUpdated(SID, "msg_1", {**streaming, "sessionID": SID, "messageID": "msg_1"}))
+    assert not store.settled("msg_1")

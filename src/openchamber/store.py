@@ -221,17 +221,32 @@ class Store:
         session = self.sessions.get(session_id)
         if session is None:
             return []
-        out = []
-        for message_id in session.order:
-            message = session.messages[message_id]
-            entry: JSON = {
-                "info": message.info,
-                "parts": [message.parts[p].to_json() for p in message.part_order],
-            }
-            if message.local is not None:
-                entry["local"] = message.local
-            out.append(entry)
-        return out
+        return [self._entry(session.messages[m]) for m in session.order]
+
+    def message(self, message_id: str) -> tuple[str, JSON] | None:
+        """One message's session id and REST-shaped entry; None if unknown here."""
+        session_id = self._messages.get(message_id)
+        if session_id is None:
+            return None
+        return session_id, self._entry(self.sessions[session_id].messages[message_id])
+
+    def settled(self, message_id: str) -> bool:
+        """Known, confirmed by the server, and no part of it streaming."""
+        session_id = self._messages.get(message_id)
+        if session_id is None:
+            return False
+        message = self.sessions[session_id].messages[message_id]
+        return message.local is None and all(p.final for p in message.parts.values())
+
+    @staticmethod
+    def _entry(message: _Message) -> JSON:
+        entry: JSON = {
+            "info": message.info,
+            "parts": [message.parts[p].to_json() for p in message.part_order],
+        }
+        if message.local is not None:
+            entry["local"] = message.local
+        return entry
 
     def visible_messages(self, session_id: str) -> list[JSON]:
         """What a chat view shows: `messages()` without what a revert took back.
