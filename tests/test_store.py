@@ -429,3 +429,15 @@ def test_one_message_and_whether_it_settled() -> None:
     streaming = {"id": "prt_1", "type": "text", "text": "a", "time": {"start": 1}}
     store.apply(PartUpdated(SID, "msg_1", {**streaming, "sessionID": SID, "messageID": "msg_1"}))
     assert not store.settled("msg_1")
+
+
+def test_an_unsent_message_can_be_edited_but_not_a_confirmed_one() -> None:
+    store = Store()
+    store.add_optimistic(SID, "msg_1", [{"id": "prt_0", "type": "text", "text": "hi"}], 10)
+    edited = [{"id": "prt_1", "type": "text", "text": "hello"}]
+    ops = [p["op"] for p in store.replace_optimistic_parts("msg_1", edited)]
+    assert ops == ["part.remove", "part.upsert"]
+    assert [p["text"] for p in store.messages(SID)[0]["parts"]] == ["hello"]
+    store.apply(user("msg_1"))
+    assert store.replace_optimistic_parts("msg_1", []) == []
+    assert store.replace_optimistic_parts("msg_unknown", []) == []

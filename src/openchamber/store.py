@@ -357,7 +357,7 @@ class Store:
             case SessionIdle(session_id=sid):
                 return self.set_status(sid, IDLE)
             case MessageRemoved(session_id=sid, message_id=mid):
-                return self._remove_message(sid, mid)
+                return self.remove_message(sid, mid)
             case PartRemoved(session_id=sid, message_id=mid, part_id=pid):
                 return self._remove_part(sid, mid, pid)
             case SessionDeleted(session_id=sid):
@@ -486,7 +486,7 @@ class Store:
         message.local = None  # the server's echo confirms an optimistic message
         return [{"op": "message.upsert", "sessionID": session_id, "info": merged}]
 
-    def _remove_message(self, session_id: str, message_id: str) -> list[Patch]:
+    def remove_message(self, session_id: str, message_id: str) -> list[Patch]:
         session = self.sessions.get(session_id)
         message = session.messages.pop(message_id, None) if session else None
         if session is None or message is None:
@@ -705,7 +705,7 @@ class Store:
             low, high = min(seen), max(seen)
             for message_id in [m for m in session.order if low <= m <= high and m not in seen]:
                 if session.messages[message_id].local is None:
-                    patches += self._remove_message(session_id, message_id)
+                    patches += self.remove_message(session_id, message_id)
         return patches
 
     def _prune(self, session_id: str, message_id: str, kept: set[str]) -> list[Patch]:
@@ -740,6 +740,24 @@ class Store:
         patches: list[Patch] = [
             {"op": "message.upsert", "sessionID": session_id, "info": info, "local": local}
         ]
+        return patches + self._add_optimistic_parts(session_id, message_id, message, parts)
+
+    def replace_optimistic_parts(self, message_id: str, parts: list[JSON]) -> list[Patch]:
+        """A message not yet sent, edited: its parts replaced by `parts`."""
+        session_id = self._messages.get(message_id)
+        if session_id is None:
+            return []
+        message = self.sessions[session_id].messages[message_id]
+        if message.local is None:
+            return []
+        patches = self._drop_optimistic_parts(session_id, message_id, message)
+        message.optimistic_parts = {p["id"] for p in parts}
+        return patches + self._add_optimistic_parts(session_id, message_id, message, parts)
+
+    def _add_optimistic_parts(
+        self, session_id: str, message_id: str, message: _Message, parts: list[JSON]
+    ) -> list[Patch]:
+        patches: list[Patch] = []
         for part in parts:
             full = {**part, "sessionID": session_id, "messageID": message_id}
             state = _Part.from_json(session_id, message_id, full)

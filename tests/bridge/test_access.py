@@ -12,6 +12,7 @@ from openchamber.bridge.access import COOKIE, allowed_hosts
 from openchamber.bridge.app import build_app
 from openchamber.bridge.feed import Feed
 from openchamber.client import OpenCodeClient
+from openchamber.outbox import Outbox
 from openchamber.store import Store
 
 TOKEN = "s3cret-token"
@@ -24,7 +25,8 @@ def bridge() -> Iterator[TestClient]:
     # No request in these tests reaches OpenCode: the client points at a closed port.
     client = OpenCodeClient("http://127.0.0.1:9", retries=0)
     feed = Feed(Store(), lambda: {"state": "connecting"})
-    app = build_app(client, feed, token=TOKEN, hosts=allowed_hosts("127.0.0.1", 8000))
+    outbox = Outbox(client, feed.change)  # not running: what is sent stays queued
+    app = build_app(client, feed, outbox, token=TOKEN, hosts=allowed_hosts("127.0.0.1", 8000))
     with TestClient(app, base_url=BASE, follow_redirects=False) as test_client:
         yield test_client
 
@@ -108,11 +110,43 @@ def test_malformed_cookie_header_is_no_token(bridge: TestClient) -> None:
     assert response.status_code == 403
 
 
-def test_a_send_to_a_server_that_is_down_is_kept_and_marked_failed(bridge: TestClient) -> None:
+def test_a_send_is_shown_queued_at_once_and_accepted_once(bridge: TestClient) -> None:
     body = {"text": "hello", "messageID": "msg_1", "partID": "prt_1"}
-    response = bridge.post("/api/sessions/ses_1/messages", json=body, headers=bearer())
-    assert response.status_code == 503
-    assert response.json()["hint"] == "the OpenCode server is down or unreachable"
+    first = bridge.post("/api/sessions/ses_1/messages", json=body, headers=bearer())
+    again = bridge.post("/api/sessions/ses_1/messages", json=body, headers=bearer())
+    assert first.status_code == again.status_code == 202
+    assert first.json() == {"messageID": "msg_1", "duplicate": False, "state": "queued"}
+    assert again.json()["duplicate"] is True
     [message] = bridge.get("/api/snapshot", headers=bearer()).json()["sessions"]["ses_1"]
-    assert message["local"]["state"] == "failed"
+    assert message["local"]["state"] == "queued"
     assert [p["text"] for p in message["parts"]] == ["hello"]
+
+
+def test_a_queued_message_can_be_edited_and_cancelled(bridge: TestClient) -> None:
+    body = {"text": "hello", "messageID": "msg_1", "partID": "prt_1"}
+    bridge.post("/api/sessions/ses_1/messages", json=body, headers=bearer())
+    edited = bridge.put("/api/outbox/msg_1", json={"text": "hello again"}, headers=bearer())
+    assert edited.status_code == 204
+    [message] = bridge.get("/api/snapshot", headers=bearer()).json()["sessions"]["ses_1"]
+    assert [(p["id"], p["text"]) for p in message["parts"]] == [("prt_1", "hello again")]
+    assert bridge.delete("/api/outbox/msg_1", headers=bearer()).status_code == 204
+    assert bridge.get("/api/snapshot", headers=bearer()).json()["sessions"]["ses_1"] == []
+    gone = bridge.delete("/api/outbox/msg_1", headers=bearer())
+    assert gone.status_code == 409
+    assert "not waiting" in gone.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1]", "JSON object"),
+        (b'{"text": ""}', "`text`"),
+        (b'{"text": "x", "messageID": 7}', "`messageID`"),
+        (b'{"text": "x", "model": "gpt"}', "`model`"),
+    ],
+)
+def test_bad_sends_get_a_clear_400(bridge: TestClient, body: bytes, error: str) -> None:
+    response = bridge.post("/api/sessions/ses_1/messages", content=body, headers=bearer())
+    assert response.status_code == 400
+    assert error in response.json()["error"]

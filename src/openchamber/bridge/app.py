@@ -17,6 +17,7 @@ from openchamber.bridge.commands import Commands
 from openchamber.bridge.events import follow
 from openchamber.bridge.feed import Feed
 from openchamber.client import OpenCodeClient
+from openchamber.outbox import Outbox
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 # The UI's own files only: no inline script, no other origin (model output is hostile).
@@ -34,6 +35,7 @@ _UI_HEADERS = {
 def build_app(
     client: OpenCodeClient,
     feed: Feed,
+    outbox: Outbox,
     *,
     token: str,
     hosts: frozenset[str],
@@ -46,7 +48,7 @@ def build_app(
         return FileResponse(UI_DIR / "index.html", headers=_UI_HEADERS)
 
     routes: list[BaseRoute] = [
-        *Commands(client, feed).routes(),
+        *Commands(client, feed, outbox).routes(),
         WebSocketRoute("/api/events", events),
         Route("/", index, methods=["GET"]),
         Mount("/ui", StaticFiles(directory=UI_DIR, check_dir=False), name="ui"),

@@ -27,6 +27,7 @@ from openchamber.client import (
     RequestTimeout,
     Unreachable,
 )
+from openchamber.outbox import Outbox
 
 JSON = dict[str, Any]
 Handler = Callable[[Request], Awaitable[Response]]
@@ -75,6 +76,13 @@ async def _body(request: Request) -> JSON:
     return body
 
 
+def _text(body: JSON) -> str:
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise BadRequest("`text` must be a non-empty string")
+    return text
+
+
 def _required(body: JSON, key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value:
@@ -89,10 +97,10 @@ def _optional(body: JSON, key: str) -> str | None:
 class Commands:
     """The command routes over one client and one feed."""
 
-    def __init__(self, client: OpenCodeClient, feed: Feed) -> None:
+    def __init__(self, client: OpenCodeClient, feed: Feed, outbox: Outbox) -> None:
         self.client = client
         self.feed = feed
-        self._sending: set[str] = set()  # message ids whose send is under way
+        self.outbox = outbox
 
     def routes(self) -> list[Route]:
         return [
@@ -103,6 +111,8 @@ class Commands:
             Route("/api/sessions/{sid}/messages", self._guard(self.messages), methods=["GET"]),
             Route("/api/sessions/{sid}/messages", self._guard(self.send), methods=["POST"]),
             Route("/api/sessions/{sid}/abort", self._guard(self.abort), methods=["POST"]),
+            Route("/api/outbox/{mid}", self._guard(self.edit_queued), methods=["PUT"]),
+            Route("/api/outbox/{mid}", self._guard(self.cancel_queued), methods=["DELETE"]),
             Route("/api/permissions/{rid}", self._guard(self.permission), methods=["POST"]),
             Route("/api/questions/{rid}", self._guard(self.question), methods=["POST"]),
             Route("/api/ids/message", self._guard(self.new_ids), methods=["GET"]),
@@ -153,39 +163,43 @@ class Commands:
         return _json(page)
 
     async def send(self, request: Request) -> Response:
-        """Send a prompt: shown at once, sent once per `messageID` however often asked."""
+        """Send a prompt: shown at once, delivered once per `messageID` however often asked,
+        queued while the server is out of reach."""
         session_id = request.path_params["sid"]
         body = await _body(request)
-        text = body.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise BadRequest("`text` must be a non-empty string")
         message_id = _optional(body, "messageID") or ids.message_id()
-        part_id = _optional(body, "partID") or ids.part_id()
-        model = body.get("model")
-        agent = _optional(body, "agent")
-        if model is not None and not isinstance(model, dict):
-            raise BadRequest("`model` must be an object {providerID, modelID}")
+        part = {"id": _optional(body, "partID") or ids.part_id(), "type": "text"}
+        part["text"] = _text(body)
+        options: JSON = {}
+        if body.get("model") is not None:
+            if not isinstance(body["model"], dict):
+                raise BadRequest("`model` must be an object {providerID, modelID}")
+            options["model"] = body["model"]
+        if body.get("agent") is not None:
+            options["agent"] = _required(body, "agent")
         state = self.feed.store.local_state(message_id)
-        if message_id in self._sending or state in ("confirmed", "sending"):
-            return _json({"messageID": message_id, "duplicate": True}, status=202)
-        part = {"id": part_id, "type": "text", "text": text}
-        if state is None:
-            created = time.time_ns() // 1_000_000
-            self.feed.change(lambda s: s.add_optimistic(session_id, message_id, [part], created))
-        else:  # a failed send tried again: same ids, so the server cannot see it twice
-            self.feed.change(lambda s: s.set_local_state(message_id, "sending"))
-        self._sending.add(message_id)
-        try:
-            await self.client.send(
-                session_id, [part], message_id=message_id, model=model, agent=agent
-            )
-        except OpenCodeError as exc:
-            reason = str(exc)
-            self.feed.change(lambda s: s.set_local_state(message_id, "failed", reason))
-            raise
-        finally:
-            self._sending.discard(message_id)
-        return _json({"messageID": message_id, "duplicate": False}, status=202)
+        fresh = state in (None, "failed") and await self.outbox.submit(
+            session_id, message_id, [part], options, time.time_ns() // 1_000_000
+        )
+        state = self.feed.store.local_state(message_id)
+        return _json({"messageID": message_id, "duplicate": not fresh, "state": state}, 202)
+
+    async def edit_queued(self, request: Request) -> Response:
+        """Change the text of a message that has not gone out yet."""
+        message_id = request.path_params["mid"]
+        found = self.feed.store.message(message_id)
+        parts = found[1]["parts"] if found else []
+        text_part = next((p for p in parts if p.get("type") == "text"), None)
+        part = {"id": text_part["id"] if text_part else ids.part_id(), "type": "text"}
+        part["text"] = _text(await _body(request))
+        if not await self.outbox.edit(message_id, [part]):
+            return _error(409, "that message is not waiting to be sent (sent or unknown)")
+        return Response(status_code=204)
+
+    async def cancel_queued(self, request: Request) -> Response:
+        if not await self.outbox.cancel(request.path_params["mid"]):
+            return _error(409, "that message is not waiting to be sent (sent or unknown)")
+        return Response(status_code=204)
 
     async def abort(self, request: Request) -> Response:
         await self.client.abort(request.path_params["sid"])

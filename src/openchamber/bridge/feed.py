@@ -31,6 +31,9 @@ class Feed:
         # Above any cursor an earlier launch handed out (it would need a million patches a
         # second to catch up): an old view's cursor gets a snapshot, not foreign patches.
         self.hub = Hub(capacity, first_cursor=time.time_ns() // 1_000_000 * 1000)
+        self.listeners: list[Callable[[list[Patch]], None]] = []  # e.g. the cache writer
+        # False while the state shown came from the cache and the server has not confirmed it.
+        self.confirmed = True
         self._news = anyio.Event()
 
     @property
@@ -45,6 +48,8 @@ class Feed:
         if not patches:
             return
         self.hub.publish(patches)
+        for listener in self.listeners:
+            listener(patches)
         self._news.set()
         self._news = anyio.Event()
 
@@ -61,4 +66,14 @@ class Feed:
 
     def snapshot(self) -> JSON:
         """`GET /api/snapshot`: the whole state and the cursor it is at."""
-        return {"cursor": self.hub.cursor, "status": self._status(), **self.store.snapshot()}
+        return {
+            "cursor": self.hub.cursor,
+            "status": self._status(),
+            "confirmed": self.confirmed,
+            **self.store.snapshot(),
+        }
+
+    def confirm(self) -> None:
+        """The server has confirmed (or replaced) what the cache showed."""
+        self.confirmed = True
+        self.add([{"op": "confirmed"}])

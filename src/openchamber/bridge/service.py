@@ -9,15 +9,19 @@ from typing import Any
 
 import anyio
 import uvicorn
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
+from openchamber.backoff import Backoff
 from openchamber.bridge.access import allowed_hosts
 from openchamber.bridge.app import build_app
 from openchamber.bridge.feed import Feed
-from openchamber.client import OpenCodeClient
+from openchamber.cache import Cache, Cached
+from openchamber.client import OpenCodeClient, OpenCodeError
 from openchamber.hub import DEFAULT_CAPACITY
+from openchamber.outbox import Outbox, StepHook
+from openchamber.persist import CacheWriter, load_cached, reconcile
 from openchamber.runtime import Runtime
-from openchamber.store import Store
+from openchamber.store import Patch, Store
 
 log = logging.getLogger("openchamber.bridge")
 
@@ -44,6 +48,8 @@ class Bridge:
         ws_ping_interval: float = 20.0,
         frame_interval: float = 0.016,
         runtime_options: dict[str, Any] | None = None,
+        cache: Cache | None = None,
+        on_outbox_step: StepHook | None = None,
     ) -> None:
         self.client = client
         self.token = token or secrets.token_urlsafe(24)
@@ -54,9 +60,17 @@ class Bridge:
         self.feed = Feed(Store(), lambda: self.runtime.status.to_json(), ring_capacity)
         options = runtime_options or {}
         self.runtime = Runtime(client, self.feed.publish, self.feed.store, **options)
+        self.cache = cache
+        self.outbox = Outbox(client, self.feed.change, cache, on_step=on_outbox_step)
+        self._writer = None if cache is None else CacheWriter(cache, self.feed.store)
+        if self._writer is not None:
+            self.feed.listeners.append(self._writer.note)
+        self.feed.listeners.append(self._watch_connection)
+        self._connected = anyio.Event()
         app = build_app(
             client,
             self.feed,
+            self.outbox,
             token=self.token,
             hosts=allowed_hosts(host, self.port),
             frame_interval=frame_interval,
@@ -86,13 +100,53 @@ class Bridge:
         """Serve until cancelled (or until uvicorn is told to exit, e.g. by Ctrl-C)."""
         try:
             async with anyio.create_task_group() as group:
+                if self.cache is not None:
+                    await self._show_cached(self.cache, group)
                 group.start_soon(self.runtime.run)
+                group.start_soon(self.outbox.run)
                 task_status.started(self)
                 # The socket already listens: views that connect now wait in its backlog.
                 await self._server.serve(sockets=[self._socket])
                 group.cancel_scope.cancel()
         finally:
             self._socket.close()
+            if self._writer is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._writer.flush()
+
+    async def _show_cached(self, cache: Cache, group: TaskGroup) -> None:
+        """Show what the cache holds at once, then have the server confirm or correct it."""
+        cached = await anyio.to_thread.run_sync(cache.load)
+        if cached.sessions or cached.messages:
+            self.feed.confirmed = False
+            self.feed.change(lambda store: load_cached(store, cached))
+        self.outbox.restore(cached.outbox)
+        assert self._writer is not None
+        group.start_soon(self._writer.run)
+        group.start_soon(self._reconcile, cache, cached)
+
+    async def _reconcile(self, cache: Cache, cached: Cached) -> None:
+        backoff = Backoff(base=1.0, cap=30.0)
+        while True:
+            await self._connected.wait()
+            try:
+                await reconcile(self.client, self.feed.change, cache, cached)
+            except OpenCodeError as exc:
+                log.info("cache reconciliation failed, will retry: %s", exc)
+                await anyio.sleep(backoff.next())
+                continue
+            if not self.feed.confirmed:
+                self.feed.confirm()
+            return
+
+    def _watch_connection(self, patches: list[Patch]) -> None:
+        for patch in patches:
+            if patch["op"] == "connection":
+                if patch["status"]["state"] == "connected":
+                    self._connected.set()
+                    self.outbox.wake()
+                else:
+                    self._connected = anyio.Event()
 
     def stop(self) -> None:
         """Ask a running bridge to finish (from its own event loop)."""
