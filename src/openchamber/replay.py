@@ -1,4 +1,10 @@
-"""Replaying a raw event-stream capture through decoder, normalizer and store."""
+"""Replaying a raw event-stream capture through decoder, normalizer and store.
+
+A capture is the raw body of an event stream (`.sse`, or gzipped `.sse.gz`). One made
+by `openchamber capture` starts with a header line, `: openchamber-capture {json}` (where
+and when it was recorded, the response headers): an SSE comment, so the file stays a
+valid event stream that any decoder, ours included, reads unchanged.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,14 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from openchamber.protocol import Diagnostic, Event, StreamParser
 from openchamber.store import Store
+
+HEADER_PREFIX = b": openchamber-capture "
 
 
 class CaptureError(Exception):
@@ -28,6 +39,23 @@ def read_capture(path: Path) -> bytes:
         except (OSError, EOFError) as exc:
             raise CaptureError(f"capture {path} is not valid gzip: {exc}") from exc
     return raw
+
+
+def format_header(header: dict[str, Any]) -> bytes:
+    """The header line of a capture; `header` must already be redacted."""
+    return HEADER_PREFIX + orjson.dumps(header) + b"\n"
+
+
+def capture_header(data: bytes) -> dict[str, Any] | None:
+    """The header of a capture made by `openchamber capture`; None for other captures."""
+    if not data.startswith(HEADER_PREFIX):
+        return None
+    line = data[len(HEADER_PREFIX) :].split(b"\n", 1)[0]
+    try:
+        header = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return header if isinstance(header, dict) else None
 
 
 @dataclass
