@@ -7,6 +7,7 @@ message id so that a retry after an unclear failure never makes a second user me
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping
 from types import TracebackType
@@ -14,6 +15,7 @@ from typing import Any
 
 import anyio
 import httpx
+import orjson
 
 from openchamber import ids
 from openchamber.backoff import Backoff
@@ -51,6 +53,11 @@ class ServerError(OpenCodeError):
 
 class BadResponse(OpenCodeError):
     """The answer was not what the endpoint promises (e.g. not JSON)."""
+
+
+def _id(message: JSON) -> str:
+    message_id: str = message["info"]["id"]
+    return message_id
 
 
 def credentials_from_env() -> tuple[str, str] | None:
@@ -242,12 +249,50 @@ class OpenCodeClient:
     async def messages(
         self, session_id: str, *, limit: int | None = None, before: str | None = None
     ) -> list[JSON]:
-        """A session's messages, oldest first (newer servers page with `limit`/`before`)."""
-        params = {"limit": limit, "before": before}
+        """A session's messages, oldest first: all of them, or the newest `limit`; with
+        `before` (a message id) only those older than that message.
+
+        Every version takes `limit` (the newest N). 1.18 pages further back with an opaque
+        cursor (`before`, from its `X-Next-Cursor` header), which is the base64url JSON
+        `{"id", "time"}` of the oldest message of the page before, `time` being that
+        message's `time.created`; such a cursor is made here from the message. Servers
+        that refuse the cursor or ignore it (1.0.x answers the newest N whatever `before`
+        says) get `before` emulated: all messages, cut here (message ids ascend).
+        """
+        if before is None:
+            return await self._message_list(session_id, {"limit": limit})
+        if limit:
+            page = await self._page_before(session_id, limit, before)
+            if page is not None:
+                return page
+        older = [m for m in await self._message_list(session_id, {}) if _id(m) < before]
+        return older[-limit:] if limit else older
+
+    async def _message_list(self, session_id: str, params: Mapping[str, Any]) -> list[JSON]:
         messages: list[JSON] = await self._json(
             "GET", f"/session/{session_id}/message", params=params
         )
         return messages
+
+    async def _page_before(self, session_id: str, limit: int, before: str) -> list[JSON] | None:
+        """The server's own page older than message `before`; None if it has none to give
+        (no such message to make a cursor from, cursor refused, or `before` ignored)."""
+        try:
+            anchor = await self.message(session_id, before)
+            created = anchor["info"]["time"]["created"]
+        except (NotFound, KeyError, TypeError):
+            return None
+        cursor = base64.urlsafe_b64encode(orjson.dumps({"id": before, "time": created}))
+        params = {"limit": limit, "before": cursor.decode().rstrip("=")}
+        try:
+            page = await self._message_list(session_id, params)
+        except ServerError as exc:
+            if exc.status != 400:
+                raise
+            return None
+        # A server that ignored the cursor answered the newest messages: right only if
+        # they are all older than `before` anyway.
+        return page if all(_id(m) < before for m in page) else None
 
     async def message(self, session_id: str, message_id: str) -> JSON:
         message: JSON = await self._json("GET", f"/session/{session_id}/message/{message_id}")

@@ -1,10 +1,22 @@
 """The runtime: one live, verified view of an OpenCode server.
 
 It joins the resilient `EventStream`, the pure `Store` and the REST client: events go into
-the store, every new connection is followed by gap repair (durable events from
-`/sync/history` where the server has it, REST refetches of sessions that were streaming),
-and the store's own resync requests are served. Patches and connection status go to
-`on_patches` in one ordered flow.
+the store, and the store's own resync requests are served. Patches and connection status
+go to `on_patches` in one ordered flow.
+
+Gap repair runs twice per connection. At connect it fills the time the stream was down.
+Once the connection has proven live (its first event after `server.connected`) it runs
+again, for what the server published between `server.connected` and attaching its
+subscription: 1.18 loses that (see `EventStream.on_live`). A repair reads the session
+list and refetches the messages of every session whose `time.updated` moved while we were
+not listening (the server touches it on every prompt) or that may have been cut mid-reply
+(busy, or holding a streaming part); where the server has `/sync/history` it first
+applies the durable events missed. The store applies each durable event once, so what
+a repair and the live stream both bring is not applied twice.
+
+Bounded memory: nothing here queues. Events are applied and their patches awaited by
+`on_patches` before the stream reads on, so a slow consumer slows the stream (see
+`openchamber.stream`) instead of piling patches up.
 """
 
 from __future__ import annotations
@@ -14,18 +26,31 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from openchamber.client import JSON, OpenCodeClient, OpenCodeError
+from openchamber.client import JSON, OpenCodeClient, OpenCodeError, ServerError
 from openchamber.protocol import Durable, Event, normalize_history_item
 from openchamber.store import Patch, Store
-from openchamber.stream import EventStream, State, Status
+from openchamber.stream import EventStream, State, Status, Watchdog
 
 log = logging.getLogger("openchamber.runtime")
 
 PatchSink = Callable[[list[Patch]], Awaitable[None]]
 
+# 1.18 turns a `/sync/history` body into one SQL expression with a term per session, and
+# SQLite refuses it beyond 996 of them (measured: a 500). Sessions cannot be named in
+# chunks: every session a body leaves out comes back with its whole history.
+SYNC_HISTORY_MAX_SESSIONS = 996
+
 
 class Runtime:
-    def __init__(self, client: OpenCodeClient, on_patches: PatchSink, store: Store | None = None):
+    def __init__(
+        self,
+        client: OpenCodeClient,
+        on_patches: PatchSink,
+        store: Store | None = None,
+        *,
+        watchdog: Watchdog | None = None,
+        wake_threshold: float = 5.0,
+    ):
         self.client = client
         self.store = store or Store()
         self.status = Status(State.CONNECTING, "not started")
@@ -33,7 +58,15 @@ class Runtime:
         self._on_patches = on_patches
         self._connected_once = False
         self._lock = anyio.Lock()  # one writer into the store at a time
-        self.stream = EventStream(client, self._apply_events, self._repair_gap, self._set_status)
+        self.stream = EventStream(
+            client,
+            self._apply_events,
+            self._repair_gap,
+            self._set_status,
+            on_live=self._repair_window,
+            watchdog=watchdog or Watchdog(),
+            wake_threshold=wake_threshold,
+        )
 
     async def run(self) -> None:
         await self._choose_endpoint()
@@ -74,30 +107,54 @@ class Runtime:
 
     async def _repair_gap(self) -> None:
         """After every (re)connect: fetch what the stream may have missed."""
-        try:
-            if not self._connected_once:
-                await self._bootstrap()
-            else:
-                await self._fill_durable_gap()
-            await self._refetch(self._sessions_in_flight())
-        except OpenCodeError as exc:
-            # The stream is up but REST failed: keep streaming, try again on the next gap.
-            log.warning("gap repair failed: %s", exc)
-            for session_id in self._sessions_in_flight():
-                self.store.request_resync(session_id)
+        await self._repair("connect", bootstrap=not self._connected_once)
         self._connected_once = True
 
-    async def _bootstrap(self) -> None:
-        sessions = await self.client.list_sessions()
+    async def _repair_window(self) -> None:
+        """Once the connection is proven live: what it may have lost just after connecting."""
+        await self._repair("live", bootstrap=False)
+
+    async def _repair(self, when: str, *, bootstrap: bool) -> None:
+        touched: set[str] = set()
+        try:
+            touched = await self._load_sessions(bootstrap)
+            await self._fill_durable_gap()
+            refetch = touched | self._sessions_in_flight()
+            log.info("gap repair (%s): refetching %d session(s)", when, len(refetch))
+            await self._refetch(refetch)
+            await self._refresh_status(refetch)
+        except OpenCodeError as exc:
+            # The stream is up but REST failed: keep streaming; the next events ask again
+            # (the sessions seen changed are loaded by now and would not look changed).
+            log.warning("gap repair (%s) failed: %s", when, exc)
+            for session_id in touched | self._sessions_in_flight():
+                self.store.request_resync(session_id)
+
+    async def _load_sessions(self, bootstrap: bool) -> set[str]:
+        """Load the session list; the sessions it shows changed since we last heard of them
+        (none at bootstrap: there is nothing to repair yet, messages load on demand)."""
+        infos = [i for i in await self.client.list_sessions() if isinstance(i.get("id"), str)]
         async with self._lock:
-            patches = self.store.load_sessions(sessions)
+            touched = set() if bootstrap else {i["id"] for i in infos if self._moved(i)}
+            patches = self.store.load_sessions(infos)
         await self._emit(patches)
-        await self._refresh_status(set())
+        return touched
+
+    def _moved(self, info: JSON) -> bool:
+        known = self.store.sessions.get(info["id"])
+        return known is None or known.info is None or _updated(known.info) != _updated(info)
 
     async def _fill_durable_gap(self) -> None:
-        if not self.has_sync:
+        """Apply the durable events missed; the REST refetches that follow make do
+        without where the server cannot give them."""
+        sequences = self.store.sequences()
+        if not self.has_sync or len(sequences) > SYNC_HISTORY_MAX_SESSIONS:
             return
-        items = await self.client.sync_history(self.store.sequences())
+        try:
+            items = await self.client.sync_history(sequences)
+        except ServerError as exc:
+            log.warning("durable gap fill failed, refetching over REST only: %s", exc)
+            return
         async with self._lock:
             patches: list[Patch] = []
             for item in items:
@@ -111,18 +168,23 @@ class Runtime:
 
     async def _serve_resync_requests(self) -> None:
         requests = self.store.take_resync_requests()
-        if requests:
+        if not requests:
+            return
+        try:
             await self._refetch(requests)
+            await self._refresh_status(requests)
+        except OpenCodeError as exc:
+            # Keep streaming; the next events (or the next gap repair) ask again.
+            log.warning("resync of %d session(s) failed: %s", len(requests), exc)
+            for session_id in requests:
+                self.store.request_resync(session_id)
 
     async def _refetch(self, session_ids: set[str]) -> None:
-        if not session_ids:
-            return
         for session_id in sorted(session_ids):
             messages = await self.client.messages(session_id)
             async with self._lock:
                 patches = self.store.load_messages(session_id, messages)
             await self._emit(patches)
-        await self._refresh_status(session_ids)
 
     async def _refresh_status(self, refetched: set[str]) -> None:
         statuses = await self.client.session_status()
@@ -137,6 +199,11 @@ class Runtime:
                     if _turn_over(self.store.messages(session_id)):
                         patches += self.store.set_status(session_id, {"type": "idle"})
         await self._emit(patches)
+
+
+def _updated(info: JSON) -> object:
+    timing = info.get("time")
+    return timing.get("updated") if isinstance(timing, dict) else None
 
 
 def _turn_over(messages: list[JSON]) -> bool:

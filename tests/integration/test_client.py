@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from openchamber import ids
@@ -105,3 +106,54 @@ async def test_a_resent_prompt_with_the_same_ids_is_one_message_with_one_part(
         user = await client.message(sid, message_id)
     stream.close()
     assert [p["text"] for p in user["parts"] if p["type"] == "text"] == ["said twice"]
+
+
+class Recording(httpx.AsyncHTTPTransport):
+    """A real transport that notes each request's path and query."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[httpx.URL] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request.url)
+        return await super().handle_async_request(request)
+
+
+async def test_messages_page_back_from_a_message(
+    opencode: OpenCodeServer, model: ModelServer
+) -> None:
+    transport = Recording()
+    async with client_for(opencode, timeout=120, transport=transport) as client:
+        sid = (await client.create_session())["id"]
+        for turn in range(3):  # the blocking route: each returns once its turn is over
+            await client.request(
+                "POST",
+                f"/session/{sid}/message",
+                json={"parts": [{"type": "text", "text": f"turn {turn}"}]},
+            )
+        every = [m["info"]["id"] for m in await client.messages(sid)]
+        assert len(every) == 6
+
+        async def ids_of(**page: object) -> list[str]:
+            messages = await client.messages(sid, **page)  # type: ignore[arg-type]
+            return [m["info"]["id"] for m in messages]
+
+        assert await ids_of(limit=2) == every[-2:]
+        assert await ids_of(limit=2, before=every[3]) == every[1:3]
+        assert await ids_of(limit=2, before=every[1]) == every[:1]
+        assert await ids_of(limit=2, before=every[0]) == []
+        assert await ids_of(before=every[4]) == every[:4]  # `before` alone: all older
+        assert await ids_of(limit=10, before=every[5]) == every[:5]
+        # A message that is not there (removed, or never was) still marks a place.
+        assert await ids_of(limit=3, before=every[2] + "0") == every[:3]
+        assert (await client.message(sid, every[3]))["info"]["id"] == every[3]
+
+        transport.requests.clear()
+        assert await ids_of(limit=2, before=every[3]) == every[1:3]
+        listed = [u.params for u in transport.requests if u.path.endswith("/message")]
+        if opencode.version.startswith("1.0."):
+            assert listed[-1].get("limit") is None  # no cursor paging there: emulated
+        else:
+            assert len(listed) == 1  # the server's own page, found by its cursor
+            assert listed[0]["limit"] == "2"
