@@ -441,3 +441,41 @@ def test_an_unsent_message_can_be_edited_but_not_a_confirmed_one() -> None:
     store.apply(user("msg_1"))
     assert store.replace_optimistic_parts("msg_1", []) == []
     assert store.replace_optimistic_parts("msg_unknown", []) == []
+
+
+def test_a_snapshot_older_than_events_does_not_undo_what_they_said() -> None:
+    store = streaming_store("Hello")
+    asked_at = store.clock  # the REST request goes out here...
+    store.apply(assistant(tokens={"output": 13}))  # ...events move on meanwhile
+    store.apply(text_part("Hello, world", end=True))
+    store.apply(user("msg_9"))
+    old_answer = [
+        {
+            "info": {"id": MID, "sessionID": SID, "role": "assistant", "tokens": {"output": 0}},
+            "parts": [
+                {"id": PID, "type": "text", "text": "Hello, wor", "time": {"start": 1}},
+                {"id": "prt_4", "type": "text", "text": "new"},
+            ],
+        },
+    ]
+    patches = store.load_messages(SID, old_answer, as_of=asked_at)
+    assert [p["op"] for p in patches] == ["part.upsert"]  # only what no event touched
+    reply = store.messages(SID)[1]
+    [streamed, untouched] = reply["parts"]
+    assert reply["info"]["tokens"] == {"output": 13}
+    assert (streamed["text"], streamed["time"]) == ("Hello, world", {"start": 1, "end": 2})
+    assert untouched["text"] == "new"
+    assert [m["info"]["id"] for m in store.messages(SID)] == ["msg_1", MID, "msg_9"]
+
+
+def test_without_as_of_a_snapshot_is_the_servers_word() -> None:
+    store = streaming_store("Hello")
+    store.apply(assistant(tokens={"output": 13}))
+    answer = [
+        {
+            "info": {"id": MID, "sessionID": SID, "role": "assistant", "tokens": {"output": 20}},
+            "parts": [],
+        }
+    ]
+    store.load_messages(SID, answer)
+    assert store.messages(SID)[1]["info"]["tokens"] == {"output": 20}

@@ -260,6 +260,16 @@ class Cache:
             )
             return cursor.rowcount == 1
 
+    def rekey(self, old_id: str, new_id: str, parts: list[JSON]) -> bool:
+        """Give a queued message a new id (and parts); False unless it is queued."""
+        with self._lock, _transaction(self._db) as db:
+            cursor = db.execute(
+                "UPDATE outbox SET message_id = ?, parts = ? WHERE message_id = ?"
+                " AND state = 'queued'",
+                (new_id, orjson.dumps(parts), old_id),
+            )
+            return cursor.rowcount == 1
+
     def dequeue(self, message_id: str, *, only_queued: bool = False) -> bool:
         """Remove from the outbox (delivered, or cancelled while still queued)."""
         query = "DELETE FROM outbox WHERE message_id = ?"

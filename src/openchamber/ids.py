@@ -37,3 +37,15 @@ def message_id() -> str:
 
 def part_id() -> str:
     return ascending("prt")
+
+
+def age_ms(made_id: str, now_ms: int | None = None) -> int | None:
+    """How long ago an ascending id was made; None if it is not one."""
+    _, _, rest = made_id.partition("_")
+    try:
+        stamp = int(rest[:12], 16)
+    except ValueError:
+        return None
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    # The stamp holds the low 48 bits of ms * 0x1000 + counter: the low 36 bits of ms.
+    return (ms - (stamp >> 12)) & 0xF_FFFF_FFFF

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import anyio
 
+from openchamber import ids
 from openchamber.backoff import Backoff
 from openchamber.cache import JSON, Cache, Queued
 from openchamber.client import NotFound, OpenCodeClient, OpenCodeError, RequestTimeout, Unreachable
@@ -25,6 +26,9 @@ from openchamber.store import Patch, Store
 log = logging.getLogger("openchamber.outbox")
 
 Change = Callable[[Callable[[Store], list[Patch]]], list[Patch]]
+_FRESH_MS = 1000  # a message older than this when it first goes out gets new ids
+_CONFIRM_TIMEOUT = 30.0  # seconds an accepted message may take to appear on the server
+_REPLY_TIMEOUT = 300.0  # the most one reply may hold back the next message
 # Called at each step of a delivery with (step, message id): "queued", "sending", "sent",
 # "delivered". Tests use it to crash the process at each step.
 StepHook = Callable[[str, str], None]
@@ -34,18 +38,23 @@ class Outbox:
     def __init__(
         self,
         client: OpenCodeClient,
-        change: Change,
+        store: Store,
+        publish: Callable[[list[Patch]], None],
         cache: Cache | None = None,
         *,
         on_step: StepHook | None = None,
     ) -> None:
         self.client = client
-        self._change = change  # changes the store and publishes the patches
+        self._store = store
+        self._publish = publish
         self._cache = cache
         self._on_step = on_step or (lambda step, message_id: None)
         self._queue: list[Queued] = []
         self._current: Queued | None = None  # being delivered: no edits, no cancel
         self._submitting: set[str] = set()
+        self._aliases: dict[str, str] = {}  # ids of messages that got new ones (see _rekey)
+        self._replies: dict[str, str] = {}  # session id -> message id whose reply is awaited
+        self._news = anyio.Event()  # the store changed
         self._wake = anyio.Event()
         self._writes = anyio.CapacityLimiter(1)  # cache writes in order, off the loop
 
@@ -59,6 +68,11 @@ class Outbox:
             self._queue.append(item)
             self._show(item)
 
+    def notice(self) -> None:
+        """The store changed (a reply may have ended)."""
+        self._news.set()
+        self._news = anyio.Event()
+
     def wake(self) -> None:
         """Try now (e.g. the connection is back)."""
         self._wake.set()
@@ -67,7 +81,9 @@ class Outbox:
         self, session_id: str, message_id: str, parts: list[JSON], options: JSON, created_ms: int
     ) -> bool:
         """Queue a message; False if this message id was submitted before."""
-        if message_id in self._submitting or any(q.message_id == message_id for q in self._queue):
+        if message_id in self._aliases or message_id in self._submitting:
+            return False
+        if any(q.message_id == message_id for q in self._queue):
             return False
         item = Queued(message_id, session_id, parts, options, created_ms, "queued")
         self._submitting.add(message_id)  # a second request for it while the disk writes
@@ -113,6 +129,7 @@ class Outbox:
             while not self._queue:
                 await self._wait()
             item = self._queue[0]
+            await self._until_replied(item.session_id)
             self._current = item
             try:
                 delivered = await self._deliver(item)
@@ -124,6 +141,24 @@ class Outbox:
             with anyio.move_on_after(backoff.next()):
                 await self._wait()
 
+    async def _until_replied(self, session_id: str) -> None:
+        """One turn at a time per session: the next message goes once the reply to the one
+        before has ended. So each gets its own reply, and nothing the server writes for
+        that reply can come between a message's id and its arrival (the server lists
+        messages in the order it writes them, views by id)."""
+        awaited = self._replies.get(session_id)
+        with anyio.move_on_after(_REPLY_TIMEOUT):
+            while awaited is not None and not self._replied(session_id, awaited):
+                await self._news.wait()
+        self._replies.pop(session_id, None)
+
+    def _replied(self, session_id: str, message_id: str) -> bool:
+        for message in reversed(self._store.messages(session_id)):
+            info = message["info"]
+            if info.get("role") == "assistant" and info.get("parentID") == message_id:
+                return bool(info.get("time", {}).get("completed") or info.get("error"))
+        return False
+
     async def _wait(self) -> None:
         await self._wake.wait()
         self._wake = anyio.Event()
@@ -132,9 +167,16 @@ class Outbox:
         """Deliver one message; False to try again later (the server is out of reach)."""
         message_id, session_id = item.message_id, item.session_id
         try:
-            if item.state == "sending" and await self._server_has(item):
+            asked_at = self._store.clock
+            known = await self._on_server(item) if item.state == "sending" else None
+            if known is not None:
+                # Delivered before the interruption: its echo may be long gone, so show
+                # the server's copy (that confirms it) instead of waiting for one.
                 log.info("%s was delivered before the interruption", message_id)
+                self._load(session_id, known, asked_at)
             else:
+                if item.state == "queued" and (ids.age_ms(message_id) or 0) > _FRESH_MS:
+                    message_id = await self._rekey(item)
                 await self._mark(item, "sending")
                 await self.client.send(
                     session_id,
@@ -144,6 +186,8 @@ class Outbox:
                     agent=item.options.get("agent"),
                 )
                 self._on_step("sent", message_id)
+                await self._until_on_server(item)
+                self._replies[session_id] = message_id
         except (Unreachable, RequestTimeout) as exc:
             log.info("%s waits for the server: %s", message_id, exc)
             self._set_local(message_id, "queued", str(exc))
@@ -159,12 +203,51 @@ class Outbox:
         self._on_step("delivered", message_id)
         return True
 
-    async def _server_has(self, item: Queued) -> bool:
+    async def _until_on_server(self, item: Queued) -> None:
+        """Return once the server holds the message: `prompt_async` answers before it is
+        written, and the next message must not overtake it (the server keeps them in the
+        order it writes them)."""
+        delay = 0.05
+        with anyio.move_on_after(_CONFIRM_TIMEOUT):
+            while self._store.local_state(item.message_id) != "confirmed":  # echo not seen
+                asked_at = self._store.clock
+                known = await self._on_server(item)
+                if known is not None:
+                    self._load(item.session_id, known, asked_at)
+                    return
+                await anyio.sleep(delay)
+                delay = min(2 * delay, 1.0)
+            return
+        log.warning(
+            "%s: accepted, but not on the server after %ss", item.message_id, _CONFIRM_TIMEOUT
+        )
+
+    def _load(self, session_id: str, message: JSON, asked_at: int) -> None:
+        self._publish(self._store.load_messages(session_id, [message], as_of=asked_at))
+
+    def _change(self, update: Callable[[Store], list[Patch]]) -> None:
+        self._publish(update(self._store))
+
+    async def _rekey(self, item: Queued) -> str:
+        """New ids for a message that waited: the server keeps messages in the order it
+        writes them, views in the order of their ids, and an id made before the replies
+        that came in meanwhile would sort before them."""
+        old_id, new_id = item.message_id, ids.message_id()
+        parts = [{**part, "id": ids.part_id()} for part in item.parts]
+        if self._cache is not None:
+            await self._write(self._cache.rekey, old_id, new_id, parts)
+        item.message_id, item.parts = new_id, parts
+        self._aliases[old_id] = new_id
+        self._change(lambda store: store.remove_message(item.session_id, old_id))
+        self._show(item)
+        return new_id
+
+    async def _on_server(self, item: Queued) -> JSON | None:
+        """The server's copy of the message, None if it does not have it."""
         try:
-            await self.client.message(item.session_id, item.message_id)
+            return await self.client.message(item.session_id, item.message_id)
         except NotFound:
-            return False
-        return True
+            return None
 
     async def _mark(self, item: Queued, state: str) -> None:
         if item.state != state:

@@ -86,28 +86,32 @@ def load_cached(store: Store, cached: Cached) -> list[Patch]:
     return patches
 
 
-async def reconcile(client: OpenCodeClient, change: Change, cache: Cache, cached: Cached) -> None:
-    """Make the cached sessions the server's: its list and its messages win."""
+async def reconcile(
+    client: OpenCodeClient, store: Store, change: Change, cache: Cache, cached: Cached
+) -> None:
+    """Make the cached sessions the server's: its list and its messages win (except over
+    events newer than its answer)."""
     sessions = await client.list_sessions()
     alive = {s["id"] for s in sessions if isinstance(s.get("id"), str)}
     change(lambda store: store.load_sessions(sessions))
     for session_id in sorted({s["id"] for s in cached.sessions} | set(cached.messages)):
         if session_id in alive:
+            asked_at = store.clock
             answer = await client.messages(session_id)
             from_cache = {e["info"]["id"] for e in cached.messages.get(session_id, [])}
-            change(_server_wins(session_id, answer, from_cache))
+            change(_server_wins(session_id, answer, from_cache, asked_at))
         else:
             change(partial(Store.remove_session, session_id=session_id))
     await anyio.to_thread.run_sync(cache.keep_sessions, alive)
 
 
 def _server_wins(
-    session_id: str, answer: list[JSON], from_cache: set[str]
+    session_id: str, answer: list[JSON], from_cache: set[str], asked_at: int
 ) -> Callable[[Store], list[Patch]]:
     """The server's messages of a session merged in; cached ones it lacks removed."""
 
     def update(store: Store) -> list[Patch]:
-        patches = store.load_messages(session_id, answer)
+        patches = store.load_messages(session_id, answer, as_of=asked_at)
         for message_id in sorted(from_cache - {m["info"]["id"] for m in answer}):
             patches += store.remove_message(session_id, message_id)
         return patches

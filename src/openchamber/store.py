@@ -98,6 +98,7 @@ class _Part:
     message_id: str
     data: JSON  # the part as last described, streamed fields left out
     streamed: dict[str, TextBuffer] = field(default_factory=dict)
+    touched: int = 0  # the store's clock when an event last changed it
 
     @classmethod
     def from_json(cls, session_id: str, message_id: str, part: JSON) -> _Part:
@@ -124,6 +125,7 @@ class _Message:
     local: JSON | None = None
     # Optimistic parts the server has not echoed under the same id (yet).
     optimistic_parts: set[str] = field(default_factory=set)
+    touched: int = 0  # the store's clock when an event last changed its info
 
 
 @dataclass(slots=True)
@@ -213,6 +215,10 @@ class Store:
         self._orphan_count = 0
         self._orphan_limit = orphan_delta_limit
         self._resync: set[str] = set()
+        # Counts events applied. A snapshot fetched at clock T is older than any event
+        # applied after T: for what those events touched, the events win (`as_of`).
+        self.clock = 0
+        self._as_of: int | None = None  # set while a snapshot loads
 
     # ------------------------------------------------------------------ reading
 
@@ -343,6 +349,7 @@ class Store:
         return self._reduce(event)
 
     def _reduce(self, event: Event) -> list[Patch]:
+        self.clock += 1
         match event:
             case PartDelta():
                 return self._apply_delta(event)
@@ -472,11 +479,17 @@ class Store:
             return []
         session = self._session(session_id)
         message = session.messages.get(message_id)
+        if self._as_of is None:
+            if message is not None:
+                message.touched = self.clock
+        elif message is not None and message.touched > self._as_of:
+            return []  # an event newer than the snapshot said more
         if message is None:
             if message_id in self._removed:
                 self.anomalies["message back after its removal"] += 1
                 self._resync.add(session_id)
-            self._insert_message(session, session_id, _Message(dict(info)))
+            touched = self.clock if self._as_of is None else 0
+            self._insert_message(session, session_id, _Message(dict(info), touched=touched))
             return [{"op": "message.upsert", "sessionID": session_id, "info": info}]
         merged = _merge_info(message.info, info)
         confirmed = message.local is not None
@@ -516,9 +529,12 @@ class Store:
             return []
         message, patches = self._message(session_id, message_id)
         existing = message.parts.get(part_id)
+        if self._as_of is not None and existing is not None and existing.touched > self._as_of:
+            return patches  # an event newer than the snapshot said more
         if existing is None:
             patches += self._drop_optimistic_parts(session_id, message_id, message)
             part = _Part.from_json(session_id, message_id, incoming)
+            part.touched = self.clock if self._as_of is None else 0
             message.parts[part_id] = part
             bisect.insort(message.part_order, part_id)
             self._parts[part_id] = part
@@ -526,6 +542,8 @@ class Store:
             patches.append(self._part_patch(part))
             return patches
         message.optimistic_parts.discard(part_id)
+        if self._as_of is None:
+            existing.touched = self.clock
         return patches + self._merge_part(existing, part_id, incoming, delta)
 
     def _merge_part(
@@ -586,6 +604,7 @@ class Store:
         if buffer is None:
             buffer = part.streamed[event.field] = TextBuffer()
         buffer.append(event.delta)
+        part.touched = self.clock
         return [self._append_patch(part, event.part_id, event.field, event.delta)]
 
     def _buffer_orphan(self, event: PartDelta) -> None:
@@ -678,12 +697,23 @@ class Store:
             patches += self.set_status(session_id, statuses.get(session_id, IDLE))
         return patches
 
-    def load_messages(self, session_id: str, messages: Iterable[JSON]) -> list[Patch]:
+    def load_messages(
+        self, session_id: str, messages: Iterable[JSON], as_of: int | None = None
+    ) -> list[Patch]:
         """Merge `GET /session/{id}/message` without regressing what was streamed.
 
         Messages (and parts) missing from the snapshot are removed only inside the id range
-        it covers: anything newer may have been created after the server answered.
+        it covers: anything newer may have been created after the server answered. With
+        `as_of` (the `clock` when the request went out), what events changed since is
+        newer than the snapshot and kept as the events left it.
         """
+        self._as_of = as_of
+        try:
+            return self._load_messages(session_id, messages)
+        finally:
+            self._as_of = None
+
+    def _load_messages(self, session_id: str, messages: Iterable[JSON]) -> list[Patch]:
         patches: list[Patch] = []
         seen: set[str] = set()
         for entry in messages:
@@ -704,7 +734,8 @@ class Store:
         if session is not None and seen:
             low, high = min(seen), max(seen)
             for message_id in [m for m in session.order if low <= m <= high and m not in seen]:
-                if session.messages[message_id].local is None:
+                message = session.messages[message_id]
+                if message.local is None and not self._newer(message.touched):
                     patches += self.remove_message(session_id, message_id)
         return patches
 
@@ -713,11 +744,19 @@ class Store:
         if not kept or message.local is not None:
             return []
         high = max(kept)
-        stale = [p for p in message.part_order if p < high and p not in kept]
+        stale = [
+            p
+            for p in message.part_order
+            if p < high and p not in kept and not self._newer(message.parts[p].touched)
+        ]
         patches: list[Patch] = []
         for part_id in stale:
             patches += self._remove_part(session_id, message_id, part_id)
         return patches
+
+    def _newer(self, touched: int) -> bool:
+        """Whether an event changed it after the snapshot being loaded was asked for."""
+        return self._as_of is not None and touched > self._as_of
 
     # ------------------------------------------------------------------ optimistic sends
 

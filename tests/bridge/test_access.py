@@ -25,7 +25,7 @@ def bridge() -> Iterator[TestClient]:
     # No request in these tests reaches OpenCode: the client points at a closed port.
     client = OpenCodeClient("http://127.0.0.1:9", retries=0)
     feed = Feed(Store(), lambda: {"state": "connecting"})
-    outbox = Outbox(client, feed.change)  # not running: what is sent stays queued
+    outbox = Outbox(client, feed.store, feed.add)  # not running: what is sent stays queued
     app = build_app(client, feed, outbox, token=TOKEN, hosts=allowed_hosts("127.0.0.1", 8000))
     with TestClient(app, base_url=BASE, follow_redirects=False) as test_client:
         yield test_client

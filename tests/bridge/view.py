@@ -25,6 +25,7 @@ class View:
         self.cursor_regressions = 0
         self.states: list[str] = []
         self.session_status: dict[str, JSON] = {}
+        self.confirmed = True  # False while what it shows came from the bridge's cache
 
     # ------------------------------------------------------------------ reading
 
@@ -73,6 +74,7 @@ class View:
         self.snapshots += 1
         self.status = snapshot["status"]
         self.session_status = dict(snapshot["sessionStatus"])
+        self.confirmed = snapshot["confirmed"]
         self.sessions = {
             sid: {
                 m["info"]["id"]: {
@@ -88,6 +90,9 @@ class View:
     def apply(self, patch: JSON) -> None:
         self.patches += 1
         op = patch["op"]
+        if op == "confirmed":
+            self.confirmed = True
+            return
         if op == "connection":
             self.status = patch["status"]
             self.states.append(patch["status"]["state"])
@@ -147,6 +152,10 @@ class Follower:
                 self.view.receive(orjson.loads(raw))
                 self._changed.set()
                 self._changed = anyio.Event()
+
+    async def changed(self) -> None:
+        """Return after the view's next change."""
+        await self._changed.wait()
 
     async def wait_until(self, condition: Callable[[View], bool]) -> None:
         with anyio.fail_after(60):

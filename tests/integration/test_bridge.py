@@ -5,9 +5,6 @@ idempotent by its message id."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import httpx
@@ -15,11 +12,10 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from openchamber import ids
-from openchamber.bridge import Bridge
-from openchamber.client import OpenCodeClient
 from openchamber.server import OpenCodeServer
 from openchamber.testing.model import ModelServer
 
+from ..bridge.harness import api, new_session, running_bridge, settle, truth
 from ..bridge.view import Follower, View
 from ..support import session_idle, stream_with_session
 
@@ -29,47 +25,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@asynccontextmanager
-async def running_bridge(server: OpenCodeServer, **options: Any) -> AsyncIterator[Bridge]:
-    async with (
-        OpenCodeClient(server.url, auth=server.auth) as client,
-        anyio.create_task_group() as tasks,
-    ):
-        bridge = Bridge(client, **options)
-        await tasks.start(bridge.run)
-        try:
-            yield bridge
-        finally:
-            bridge.stop()
-
-
-@asynccontextmanager
-async def api(bridge: Bridge) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"Authorization": f"Bearer {bridge.token}"}
-    async with httpx.AsyncClient(base_url=bridge.url, headers=headers, timeout=60) as http:
-        yield http
-
-
-async def truth(server: OpenCodeServer, session_id: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(base_url=server.url, auth=server.auth) as direct:
-        messages: list[dict[str, Any]] = (await direct.get(f"/session/{session_id}/message")).json()
-        return messages
-
-
-async def settle(follower: Follower, server: OpenCodeServer, session_id: str) -> None:
-    """Wait until the view shows the session idle and equal to the server's messages."""
-    await follower.wait_until(lambda v: v.idle(session_id))
-    expected = await truth(server, session_id)
-    await follower.wait_until(lambda v: v.messages(session_id) == expected)
-
-
-async def new_session(http: httpx.AsyncClient) -> str:
-    response = await http.post("/api/sessions", json={})
-    assert response.status_code == 201, response.text
-    session_id: str = response.json()["id"]
-    return session_id
 
 
 async def test_a_reply_sent_through_the_bridge_streams_live_and_ends_equal_to_rest(

@@ -158,8 +158,9 @@ class Commands:
             raise BadRequest("`limit` must be a number") from None
         if not 1 <= limit <= _PAGE_LIMIT:
             raise BadRequest(f"`limit` must be between 1 and {_PAGE_LIMIT}")
+        asked_at = self.feed.store.clock
         page = await self.client.messages(session_id, limit=limit, before=before)
-        self.feed.change(lambda store: store.load_messages(session_id, page))
+        self.feed.change(lambda store: store.load_messages(session_id, page, as_of=asked_at))
         return _json(page)
 
     async def send(self, request: Request) -> Response:

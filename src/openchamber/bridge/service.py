@@ -61,11 +61,12 @@ class Bridge:
         options = runtime_options or {}
         self.runtime = Runtime(client, self.feed.publish, self.feed.store, **options)
         self.cache = cache
-        self.outbox = Outbox(client, self.feed.change, cache, on_step=on_outbox_step)
+        self.outbox = Outbox(client, self.feed.store, self.feed.add, cache, on_step=on_outbox_step)
         self._writer = None if cache is None else CacheWriter(cache, self.feed.store)
         if self._writer is not None:
             self.feed.listeners.append(self._writer.note)
         self.feed.listeners.append(self._watch_connection)
+        self.feed.listeners.append(lambda patches: self.outbox.notice())
         self._connected = anyio.Event()
         app = build_app(
             client,
@@ -128,9 +129,9 @@ class Bridge:
     async def _reconcile(self, cache: Cache, cached: Cached) -> None:
         backoff = Backoff(base=1.0, cap=30.0)
         while True:
-            await self._connected.wait()
+            await self._connected.wait()  # once: the client's own retries cover later drops
             try:
-                await reconcile(self.client, self.feed.change, cache, cached)
+                await reconcile(self.client, self.feed.store, self.feed.change, cache, cached)
             except OpenCodeError as exc:
                 log.info("cache reconciliation failed, will retry: %s", exc)
                 await anyio.sleep(backoff.next())
@@ -141,12 +142,9 @@ class Bridge:
 
     def _watch_connection(self, patches: list[Patch]) -> None:
         for patch in patches:
-            if patch["op"] == "connection":
-                if patch["status"]["state"] == "connected":
-                    self._connected.set()
-                    self.outbox.wake()
-                else:
-                    self._connected = anyio.Event()
+            if patch["op"] == "connection" and patch["status"]["state"] == "connected":
+                self._connected.set()
+                self.outbox.wake()
 
     def stop(self) -> None:
         """Ask a running bridge to finish (from its own event loop)."""
