@@ -58,34 +58,37 @@ class Runtime:
         self._on_patches = on_patches
         self._connected_once = False
         self._lock = anyio.Lock()  # one writer into the store at a time
+        self._endpoint_chosen = False
         self.stream = EventStream(
             client,
             self._apply_events,
             self._repair_gap,
             self._set_status,
             on_live=self._repair_window,
+            before_connect=self._choose_endpoint,
             watchdog=watchdog or Watchdog(),
             wake_threshold=wake_threshold,
         )
 
     async def run(self) -> None:
-        await self._choose_endpoint()
         await self.stream.run()
 
     async def _choose_endpoint(self) -> None:
         """1.0.x (no /global/health) withholds `/global/event`'s headers until its first
         event, so an idle server would look unreachable forever; its per-directory
-        `/event` answers at once with `server.connected`."""
-        try:
-            health = await self.client.health()
-            if health["version"] is not None:
-                return
-            if self.client.directory is None:
-                self.client.directory = str((await self.client.paths())["directory"])
-        except (OpenCodeError, KeyError) as exc:
-            log.info("endpoint check failed (%s); using /global/event", exc)
+        `/event` answers at once with `server.connected`. Asked before each connection
+        until the server answers: one that was down at start may be either."""
+        if self._endpoint_chosen:
             return
-        self.stream.path = "/event"
+        try:
+            if (await self.client.health())["version"] is None:
+                if self.client.directory is None:
+                    self.client.directory = str((await self.client.paths())["directory"])
+                self.stream.path = "/event"
+        except (OpenCodeError, KeyError) as exc:
+            log.info("endpoint check failed (%s); trying %s", exc, self.stream.path)
+            return
+        self._endpoint_chosen = True
 
     async def _emit(self, patches: list[Patch]) -> None:
         if patches:

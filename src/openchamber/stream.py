@@ -184,6 +184,8 @@ class EventStream:
     # what is published in between; any later event proves the subscription is live, so
     # a repair made from here on covers that window.
     on_live: Callable[[], Awaitable[None]] | None = None
+    # Called before each connection attempt (e.g. to choose `path` once the server answers).
+    before_connect: Callable[[], Awaitable[None]] | None = None
     path: str = "/global/event"
     watchdog: Watchdog = field(default_factory=Watchdog)
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=30.0))
@@ -229,6 +231,8 @@ class EventStream:
     async def _connect_once(self) -> tuple[str, bool]:
         """One connection, until it ends: why (a hint, or a final State), and whether it
         ended because the process woke from a suspension."""
+        if self.before_connect is not None:
+            await self.before_connect()
         headers = {
             "Accept": "text/event-stream",
             "Accept-Encoding": "identity",

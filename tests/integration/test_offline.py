@@ -158,10 +158,9 @@ async def test_a_crash_at_any_step_of_a_delivery_still_delivers_exactly_once(
 ) -> None:
     cache = tmp_path / "cache.db"
     witness, sid = await anyio.to_thread.run_sync(stream_with_session, opencode)
-    message_id = ids.message_id()
-    body = {"text": f"reply=short crash at {step}", "messageID": message_id}
-
     crashed = await anyio.to_thread.run_sync(Driver, opencode, cache, step)
+    message_id = ids.message_id()  # made as a view makes it: when the user sends
+    body = {"text": f"reply=short crash at {step}", "messageID": message_id}
     # It may die before answering: the words are in the cache by then.
     async with crashed.http() as http:
         with contextlib.suppress(httpx.TransportError):
@@ -174,6 +173,8 @@ async def test_a_crash_at_any_step_of_a_delivery_still_delivers_exactly_once(
         await anyio.to_thread.run_sync(witness.wait_for, assistant_done(sid))
         async with anyio.create_task_group() as tasks:
             await tasks.start(follower.follow)
+            async with restarted.http() as http:  # a view opening the session loads it
+                await http.get(f"/api/sessions/{sid}/messages", params={"limit": 50})
             # The restarted bridge ends with the message confirmed by the server.
             await follower.wait_until(lambda v: confirmed_texts(v, sid) == [body["text"]])
             await settle(follower, opencode, sid)
