@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
-from anyio.from_thread import start_blocking_portal
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from openchamber.bridge import Bridge
 from openchamber.client import OpenCodeClient
@@ -25,6 +26,7 @@ from openchamber.server import PINNED_VERSIONS, OpenCodeServer, find_opencode
 from openchamber.testing.model import ModelServer, opencode_config
 
 from ..conftest import OFFLINE_ENV
+from ..proxy import FaultProxy
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -33,6 +35,38 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"]
 POLL_MS = 50
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
+REST_POLL_S = 0.5  # how often a wait re-reads OpenCode's own answer
+
+# In every page from its first byte: each text-length change of each reply part is checked
+# against the longest this tab has shown for that part (kept in sessionStorage, so a reload
+# that shows less is caught too); long tasks are recorded; `__loadId` tells a reload.
+WATCH_SCRIPT = """
+(() => {
+  window.__loadId = Math.random();
+  window.__shrinks = [];
+  window.__longTasks = [];
+  let storage = null;
+  try {
+    storage = window.sessionStorage; // about:blank has none
+  } catch {}
+  const shown = JSON.parse(storage?.getItem("__shownLengths") || "{}");
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) window.__longTasks.push(entry.duration);
+  }).observe({ type: "longtask", buffered: true });
+  new MutationObserver((records) => {
+    for (const r of records) {
+      // The user's own message may be edited shorter while it waits in the outbox.
+      if (r.target.closest("[data-testid=message]")?.dataset.role === "user") continue;
+      const part = r.target.closest("[data-part-id]").dataset.partId;
+      const after = Number(r.target.dataset.textLength);
+      const before = shown[part] || 0;
+      if (after < before) window.__shrinks.push([part, before, after]);
+      shown[part] = Math.max(before, after);
+    }
+    storage?.setItem("__shownLengths", JSON.stringify(shown));
+  }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-text-length"] });
+})();
+"""
 
 
 @pytest.fixture(scope="session")
@@ -68,18 +102,21 @@ def ui_opencode(
 class RunningBridge:
     bridge: Bridge
     server: OpenCodeServer
+    portal: BlockingPortal  # the bridge's event loop
+    front: str | None = None  # where browsers reach it, when not straight at the bridge
 
     @property
     def url(self) -> str:
-        return self.bridge.url
+        return self.front or self.bridge.url
 
     @property
     def ui_url(self) -> str:
-        return self.bridge.ui_url
+        return f"{self.url}/?token={self.bridge.token}"
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.bridge.token}"}
-        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=60, **kwargs)
+        url = f"{self.bridge.url}{path}"
+        return httpx.request(method, url, headers=headers, timeout=60, **kwargs)
 
     def truth(self, session_id: str) -> list[dict[str, Any]]:
         """What OpenCode itself says the session holds."""
@@ -89,20 +126,54 @@ class RunningBridge:
         messages: list[dict[str, Any]] = response.raise_for_status().json()
         return messages
 
+    def prompt_directly(self, session_id: str, text: str) -> None:
+        """Send a prompt as another client would: to OpenCode, not through the bridge."""
+        response = httpx.post(
+            f"{self.server.url}/session/{session_id}/prompt_async",
+            auth=self.server.auth,
+            json={"parts": [{"type": "text", "text": text}]},
+            timeout=60,
+        )
+        response.raise_for_status()
+
 
 @contextmanager
-def running_bridge(server: OpenCodeServer) -> Iterator[RunningBridge]:
-    """A bridge over `server` on its own event loop thread."""
+def running_bridge(server: OpenCodeServer, **options: Any) -> Iterator[RunningBridge]:
+    """A bridge over `server` (`options` go to `Bridge`) on its own event loop thread."""
     with start_blocking_portal() as portal:
         client = OpenCodeClient(server.url, auth=server.auth)
-        bridge = Bridge(client)
+        bridge = Bridge(client, **options)
         running, _ = portal.start_task(bridge.run)
         try:
-            yield RunningBridge(bridge, server)
+            yield RunningBridge(bridge, server, portal)
         finally:
             portal.call(bridge.stop)
             running.result(timeout=30)
             portal.call(client.aclose)
+
+
+class SamePortProxy(FaultProxy):
+    """A FaultProxy on [::1] at the bridge's own port (the bridge is on 127.0.0.1): the
+    browser's Host and Origin then name the bridge, which lets them through."""
+
+    async def __aenter__(self) -> SamePortProxy:
+        listener = await anyio.create_tcp_listener(local_host="::1", local_port=self.target_port)
+        self.port = self.target_port
+        self._tasks = anyio.create_task_group()
+        await self._tasks.__aenter__()
+        self._tasks.start_soon(listener.serve, self._handle)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://[::1]:{self.port}"
+
+
+@contextmanager
+def behind_proxy(running: RunningBridge) -> Iterator[tuple[RunningBridge, SamePortProxy]]:
+    """The bridge as browsers reach it through a proxy that can cut every connection."""
+    with running.portal.wrap_async_context_manager(SamePortProxy(running.bridge.port)) as proxy:
+        yield RunningBridge(running.bridge, running.server, running.portal, proxy.url), proxy
 
 
 @pytest.fixture(scope="session")
@@ -137,9 +208,10 @@ class UI:
             lambda message: self.errors.append(message.text) if message.type == "error" else None,
         )
 
-    def open(self) -> None:
+    def open(self, *, connected: bool = True) -> None:
         self.page.goto(self.bridge.ui_url)
-        self.wait_connected()
+        if connected:
+            self.wait_connected()
 
     def wait_for(self, predicate: str, arg: Any = None, timeout: float = 60) -> Any:
         """Poll a JS function of `arg` in the page until it returns something truthy.
@@ -158,6 +230,10 @@ class UI:
                 raise TimeoutError(f"not true within {timeout}s: {what or condition}")
             self.page.wait_for_timeout(POLL_MS)
         return value
+
+    def assert_no_shrink(self) -> None:
+        """No reply part was ever shown shorter than before (WATCH_SCRIPT)."""
+        assert self.page.evaluate("window.__shrinks") == []
 
     def wait_connected(self, timeout: float = 30_000) -> None:
         badge = self.page.get_by_test_id("connection")
@@ -199,23 +275,31 @@ class UI:
         )
 
     def wait_equal_to_server(self, session_id: str, timeout: float = 60) -> None:
-        """The UI's state holds exactly what OpenCode's REST says (no optimistic leftovers)."""
-        expected = self.bridge.truth(session_id)
-        self.wait_for(
-            """([sid, expected]) => {
-                // Key order differs between a merged store entry and REST: compare sorted.
-                const canon = (v) => {
-                    if (Array.isArray(v)) return `[${v.map(canon).join(",")}]`;
-                    if (!v || typeof v !== "object") return JSON.stringify(v);
-                    const keys = Object.keys(v).sort();
-                    return `{${keys.map((k) => `${JSON.stringify(k)}:${canon(v[k])}`).join(",")}}`;
-                };
-                const mine = window.openchamber.state.sessions[sid] || [];
-                return canon(mine) === canon(expected);
-            }""",
-            [session_id, normalize(expected)],
-            timeout=timeout,
-        )
+        """The UI's state holds exactly what OpenCode's REST says (no optimistic leftovers)
+        once the server's last turn is over. REST is read again while waiting: a queued
+        prompt may start after the session looked idle, and the server still writes to a
+        message after its turn ended."""
+        deadline = time.monotonic() + timeout
+        while True:
+            expected = normalize(self.bridge.truth(session_id))
+            if turn_over(expected) and self.poll(SAME_AS_SERVER, [session_id, expected]):
+                return
+            if time.monotonic() > deadline:
+                shown = self.page.evaluate(
+                    "(sid) => window.openchamber.state.sessions[sid]", session_id
+                )
+                raise TimeoutError(
+                    f"not equal to the server within {timeout}s:\n{shown}\n{expected}"
+                )
+
+    def poll(self, predicate: str, arg: Any, seconds: float = REST_POLL_S) -> bool:
+        """Whether `predicate(arg)` comes true in the page within `seconds`."""
+        deadline = time.monotonic() + seconds
+        while not self.page.evaluate(predicate, arg):
+            if time.monotonic() > deadline:
+                return False
+            self.page.wait_for_timeout(POLL_MS)
+        return True
 
     def screenshot(self, state: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -224,25 +308,42 @@ class UI:
         return path
 
 
+SAME_AS_SERVER = """([sid, expected]) => {
+    // Key order differs between a merged store entry and REST: compare sorted.
+    const canon = (v) => {
+        if (Array.isArray(v)) return `[${v.map(canon).join(",")}]`;
+        if (!v || typeof v !== "object") return JSON.stringify(v);
+        const keys = Object.keys(v).sort();
+        return `{${keys.map((k) => `${JSON.stringify(k)}:${canon(v[k])}`).join(",")}}`;
+    };
+    const mine = window.openchamber.state.sessions[sid] || [];
+    return canon(mine) === canon(expected);
+}"""
+
+
 def normalize(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """REST's shape as the store keeps it: no `local` key on confirmed messages."""
     return [{"info": m["info"], "parts": m["parts"]} for m in messages]
+
+
+def turn_over(messages: list[dict[str, Any]]) -> bool:
+    last = messages[-1]["info"] if messages else {}
+    return last.get("role") == "assistant" and bool(last.get("time", {}).get("completed"))
 
 
 MakeUI = Callable[..., UI]
 
 
 @pytest.fixture
-def make_ui(
-    chromium: Any, bridge: RunningBridge, request: pytest.FixtureRequest
-) -> Iterator[MakeUI]:
-    """Open a fresh browser context on a bridge (the session's unless told otherwise)."""
+def open_ui(chromium: Any, request: pytest.FixtureRequest) -> Iterator[MakeUI]:
+    """Open a fresh browser context (own cookie, own page) on the bridge `on`."""
     contexts: list[Any] = []
     name = request.node.name.replace("[", "-").replace("]", "").replace("/", "-")
 
-    def make(on: RunningBridge = bridge, **context_options: Any) -> UI:
+    def make(on: RunningBridge, **context_options: Any) -> UI:
         options = {"viewport": {"width": 1200, "height": 800}, **context_options}
         context = chromium.new_context(**options)
+        context.add_init_script(WATCH_SCRIPT)
         contexts.append(context)
         return UI(context.new_page(), on, name)
 
@@ -251,6 +352,16 @@ def make_ui(
     finally:
         for context in contexts:
             context.close()
+
+
+@pytest.fixture
+def make_ui(open_ui: MakeUI, bridge: RunningBridge) -> MakeUI:
+    """`open_ui` on the session's bridge unless told otherwise."""
+
+    def make(on: RunningBridge = bridge, **context_options: Any) -> UI:
+        return open_ui(on, **context_options)
+
+    return make
 
 
 @pytest.fixture

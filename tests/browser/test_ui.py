@@ -15,24 +15,6 @@ from .conftest import UI, MakeUI, RunningBridge, running_bridge
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-# Every text-length change of every part, and every long task, from page load on.
-WATCH_SCRIPT = """
-window.__shrinks = [];
-window.__longTasks = [];
-new PerformanceObserver((list) => {
-  for (const entry of list.getEntries()) window.__longTasks.push(entry.duration);
-}).observe({ type: "longtask", buffered: true });
-new MutationObserver((records) => {
-  for (const r of records) {
-    const before = Number(r.oldValue || 0);
-    const after = Number(r.target.dataset.textLength);
-    const part = r.target.closest("[data-part-id]").dataset.partId;
-    if (after < before) window.__shrinks.push([part, before, after]);
-  }
-}).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
-                      attributeFilter: ["data-text-length"]});
-"""
-
 
 @pytest.fixture
 def routed(make_ui: MakeUI) -> tuple[UI, list[Any]]:
@@ -82,11 +64,11 @@ def test_a_markdown_reply_streams_into_a_new_session(ui: UI) -> None:
     item = ui.page.locator(f"[data-testid=session-item][data-session-id='{session_id}']")
     expect(item).to_have_attribute("data-status", "idle")
     ui.screenshot("markdown-reply")
+    ui.assert_no_shrink()
     assert ui.errors == []
 
 
 def test_a_long_streamed_reply_never_shrinks_and_ends_equal_to_the_server(ui: UI) -> None:
-    ui.page.add_init_script(WATCH_SCRIPT)
     ui.open()
     session_id = ui.new_session()
     ui.send("reply=long len=20000 chunk=1")
@@ -102,7 +84,7 @@ def test_a_long_streamed_reply_never_shrinks_and_ends_equal_to_the_server(ui: UI
     # The rendered part caught up with the whole text (lengths in UTF-16 units, as JS counts).
     length = len(server_text.encode("utf-16-le")) // 2
     expect(assistant_text(ui)).to_have_attribute("data-text-length", str(length))
-    assert ui.page.evaluate("window.__shrinks") == []
+    ui.assert_no_shrink()
     long_tasks = ui.page.evaluate("window.__longTasks")
     # One generous bound: a shared 2-core CI box stretches tasks; a per-delta re-render
     # of the whole list would take seconds here, not a few dozen milliseconds.
@@ -132,6 +114,7 @@ def test_hostile_model_output_is_shown_as_text(ui: UI) -> None:
     expect(link).to_have_attribute("rel", "noopener noreferrer")
     assert ui.page.evaluate("window.__pwned") is None
     ui.screenshot("hostile")
+    ui.assert_no_shrink()
 
 
 def test_a_tool_call_asks_permission_and_shows_its_result(ui: UI) -> None:
@@ -154,6 +137,7 @@ def test_a_tool_call_asks_permission_and_shows_its_result(ui: UI) -> None:
     ui.wait_idle(session_id)
     expect(assistant_text(ui).last).to_contain_text("Tool said:")
     ui.screenshot("tool")
+    ui.assert_no_shrink()
 
 
 def test_stop_ends_a_running_turn(ui: UI, bridge: RunningBridge) -> None:
@@ -167,12 +151,12 @@ def test_stop_ends_a_running_turn(ui: UI, bridge: RunningBridge) -> None:
     ui.wait_idle(session_id)
     expect(abort).to_be_hidden()
     ui.screenshot("stopped")
+    ui.assert_no_shrink()
 
 
 def test_a_dropped_socket_resumes_from_its_cursor_mid_reply(routed: tuple[UI, list[Any]]) -> None:
     ui, sockets = routed
     frames = trace_lines(ui)
-    ui.page.add_init_script(WATCH_SCRIPT)
     ui.open()
     session_id = ui.new_session()
     ui.send("reply=long len=6000 chunk=4 delay=5")
@@ -186,7 +170,7 @@ def test_a_dropped_socket_resumes_from_its_cursor_mid_reply(routed: tuple[UI, li
     ui.wait_for("(n) => window.openchamber.cursor() > n", int(resumed[1]))
     ui.wait_idle(session_id, timeout=120)
     ui.wait_equal_to_server(session_id)
-    assert ui.page.evaluate("window.__shrinks") == []
+    ui.assert_no_shrink()
     # Resumed by patches: the only snapshot is the first socket's.
     assert sum("type=snapshot" in line for line in frames) == 1, frames[:3]
     assert ui.errors == []
@@ -261,6 +245,7 @@ def test_keyboard_and_a_narrow_window(ui: UI) -> None:
     expect(composer).to_have_value("")
     expect(assistant_text(ui)).not_to_have_attribute("data-text-length", "0", timeout=60_000)
     ui.screenshot("narrow-thread")
+    ui.assert_no_shrink()
 
 
 def test_a_reply_finished_while_hidden_notifies(ui: UI) -> None:
@@ -289,6 +274,7 @@ def test_a_reply_finished_while_hidden_notifies(ui: UI) -> None:
     ui.wait_idle(session_id)
     ui.wait_for("() => window.__notifications.length === 1")
     assert ui.page.evaluate("window.__notifications")[0][0] == "Reply finished"
+    ui.assert_no_shrink()
 
 
 def test_stream_trace_logs_every_socket_message(ui: UI) -> None:
@@ -299,3 +285,4 @@ def test_stream_trace_logs_every_socket_message(ui: UI) -> None:
     ui.wait_idle(session_id)
     assert lines[0].startswith("[STREAM-TRACE] type=snapshot cursor=")
     assert any(re.search(r"type=patches cursor=\d+ patches=\d+ prt_\w+:text=\d+", x) for x in lines)
+    ui.assert_no_shrink()

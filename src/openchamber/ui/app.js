@@ -29,6 +29,8 @@ const renderer = new Renderer(store, socket, {
   reject: (requestID, sessionID) =>
     api("POST", `/api/questions/${encodeURIComponent(requestID)}`, { sessionID, reject: true }),
   retry: retrySend,
+  edit: (messageID, text) => changeQueued("PUT", messageID, { text }),
+  cancel: (messageID) => changeQueued("DELETE", messageID),
 });
 
 // ------------------------------------------------------------------ the event stream
@@ -234,6 +236,18 @@ function retrySend(sessionID, messageID) {
   }
   setLocal(pendingSends.get(messageID), messageID, { state: "sending" });
   post(messageID);
+}
+
+/** Edit or withdraw a message still waiting in the bridge's outbox. */
+async function changeQueued(method, messageID, body) {
+  try {
+    await api(method, `/api/outbox/${encodeURIComponent(messageID)}`, body);
+  } catch (failure) {
+    // 409: it is on its way (or was withdrawn elsewhere) by the time this arrived.
+    showToast(failure.status === 409
+      ? "That message is already on its way: it goes as it was."
+      : `Could not change the queued message: ${failure.message}`);
+  }
 }
 
 $("composer-form").addEventListener("submit", (event) => {

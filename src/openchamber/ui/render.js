@@ -45,7 +45,8 @@ export class Renderer {
     this.switched = true;
     this.els = Object.fromEntries(["session-list", "messages", "message-list", "load-older",
       "older-status", "session-title", "connection", "abort", "prompts", "session-error",
-      "typing", "empty"].map((id) => [id, document.getElementById(id)]));
+      "typing", "empty", "offline", "unconfirmed"].map((id) => [id, document.getElementById(id)]));
+    this.app = document.querySelector(".app");
   }
 
   schedule() {
@@ -67,11 +68,12 @@ export class Renderer {
     const anchor = stick ? null : this.anchor();
 
     if (c.full || this.switched) this.resetThread();
-    if (c.full || c.sessions || c.prompts || this.switched) {
+    if (c.full || c.sessions || c.prompts || c.confirmed || this.switched) {
       this.renderSessions();
       this.renderHeader();
     }
     if (c.full || c.connection) this.renderBadge();
+    if (c.full || c.confirmed) this.renderConfirmed();
     if (c.full || c.prompts || c.sessions || this.switched) this.renderPrompts();
     if (c.full || c.errors || this.switched) this.renderError();
     const thread = this.session === null ? null : this.store.threads.get(this.session);
@@ -125,8 +127,9 @@ export class Renderer {
       item.dataset.status = status;
       item.dataset.attention = attention.has(info.id) ? "true" : "false";
       setText(item.querySelector(".session-name"), title);
+      const unconfirmed = store.confirmed ? "" : ", not yet confirmed";
       setText(item.querySelector(".session-state"),
-        `, ${status}${attention.has(info.id) ? ", needs your answer" : ""}`);
+        `, ${status}${attention.has(info.id) ? ", needs your answer" : ""}${unconfirmed}`);
       item.querySelector(".session-delete").setAttribute("aria-label", `Delete session ${title}`);
       if (info.id === this.session) item.setAttribute("aria-current", "true");
       else item.removeAttribute("aria-current");
@@ -227,12 +230,22 @@ export class Renderer {
           text = state === "connecting" ? "connecting…" : state;
       }
     }
+    // Offline: this view reaches the bridge, but the bridge does not reach OpenCode. What is
+    // shown is the last known state, and sends wait in the bridge's outbox.
+    this.els.offline.hidden = !(socket.phase === "open" && upstream.state !== "connected");
     const badge = this.els.connection;
     badge.dataset.state = state;
     badge.dataset.scope = scope;
     setText(badge.querySelector(".conn-label"), text);
     setText(badge.querySelector(".conn-countdown"), countdown === null ? "" : ` in ${countdown}s`);
     badge.title = scope === "opencode" && state !== "connected" ? `OpenCode: ${hint}` : hint;
+  }
+
+  /** Mark what came from the bridge's cache until the server has confirmed it (CSS marks
+   * the sessions and messages through the attribute). */
+  renderConfirmed() {
+    this.app.dataset.confirmed = String(this.store.confirmed);
+    this.els.unconfirmed.hidden = this.store.confirmed;
   }
 
   // ------------------------------------------------------------------ prompts
@@ -394,7 +407,7 @@ export class Renderer {
     const footer = h("div", { class: "msg-footer" });
     const el = h("article", { class: "msg", data: { testid: "message", messageId: messageID } },
       parts, footer);
-    return { el, parts, footer, partViews: new Map() };
+    return { el, parts, footer, partViews: new Map(), editor: null };
   }
 
   renderMessage(sessionID, messageID) {
@@ -442,10 +455,18 @@ export class Renderer {
       const label = { sending: "sending…", queued: "queued", failed: "not sent" }[local.state] || local.state;
       items.push(h("span", { class: `local local-${local.state}`, text: label }));
       if (local.error) items.push(h("span", { class: "error", text: truncate(String(local.error), 500) }));
+      const sessionID = message.info.sessionID || this.session;
+      const button = (text, testid, click) =>
+        h("button", { class: "small", text, data: { testid }, attrs: { type: "button" }, on: { click } });
       if (local.state === "failed") {
-        items.push(h("button", {
-          class: "small", text: "Retry", data: { testid: "retry-send" }, attrs: { type: "button" },
-          on: { click: () => this.actions.retry(message.info.sessionID || this.session, message.info.id) },
+        items.push(button("Retry", "retry-send", () => this.actions.retry(sessionID, message.info.id)));
+      }
+      // Waiting in the bridge's outbox: it can still be changed or withdrawn.
+      if (local.state === "queued" && !view.editor) {
+        items.push(button("Edit", "edit-queued", () => this.startEdit(view, message)));
+        items.push(button("Cancel", "cancel-queued", (event) => {
+          event.currentTarget.disabled = true; // the message goes on its remove patch
+          this.actions.cancel(message.info.id);
         }));
       }
     }
@@ -456,6 +477,45 @@ export class Renderer {
     }
     footer.replaceChildren(...items);
     footer.hidden = items.length === 0;
+  }
+
+  /** Edit a queued message in place of its text, until saved or dropped. */
+  startEdit(view, message) {
+    const messageID = message.info.id;
+    const part = message.order.map((id) => message.parts.get(id)).find((p) => p.type === "text");
+    const textarea = h("textarea", {
+      class: "edit-text", data: { testid: "edit-text" },
+      attrs: { rows: "3", "aria-label": "Edit the queued message" },
+    });
+    textarea.value = part?.text ?? "";
+    const save = h("button", {
+      class: "small primary", text: "Save", data: { testid: "edit-save" }, attrs: { type: "submit" },
+    });
+    const drop = h("button", {
+      class: "small", text: "Keep as it was", data: { testid: "edit-drop" }, attrs: { type: "button" },
+    });
+    const form = h("form", { class: "msg-editor", data: { testid: "editor" } },
+      textarea, h("div", { class: "msg-editor-actions" }, save, drop));
+    const close = () => {
+      view.editor = null;
+      form.remove();
+      view.parts.hidden = false;
+      this.renderMessage(this.session, messageID);
+    };
+    drop.addEventListener("click", close);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (!textarea.value.trim()) return;
+      save.disabled = drop.disabled = true;
+      // The new text arrives as patches; a message that went out meanwhile stays as sent.
+      await this.actions.edit(messageID, textarea.value);
+      close();
+    });
+    view.editor = form;
+    view.parts.hidden = true;
+    view.el.insertBefore(form, view.footer);
+    this.renderFooter(view, message);
+    textarea.focus();
   }
 
   forgetPart(partID) {

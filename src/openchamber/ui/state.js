@@ -39,6 +39,7 @@ export class Changes {
     this.parts = new Map(); // partID -> {sessionID, messageID}
     this.prompts = false; // permissions or questions
     this.connection = false;
+    this.confirmed = false; // the server confirmed what the cache showed
     this.errors = false;
     this.finished = []; // sessionIDs that went from busy to idle (for notifications)
   }
@@ -58,6 +59,9 @@ export class Store {
     this.permissions = new Map(); // requestID -> request (carries sessionID)
     this.questions = new Map();
     this.connection = { state: "connecting", hint: "", attempt: 0, delay: null, at: Date.now() };
+    // False while what is shown came from the bridge's cache and the server has not yet
+    // confirmed it (snapshot `confirmed`, then the `confirmed` patch).
+    this.confirmed = true;
   }
 
   thread(sessionID) {
@@ -90,6 +94,7 @@ export class Store {
     for (const request of snapshot.permissions || []) this.permissions.set(request.id, request);
     for (const request of snapshot.questions || []) this.questions.set(request.id, request);
     if (snapshot.status) this.setConnection(snapshot.status);
+    this.confirmed = snapshot.confirmed !== false;
     this.changes.full = true;
   }
 
@@ -206,6 +211,10 @@ export class Store {
       case "connection":
         this.setConnection(patch.status);
         return null;
+      case "confirmed":
+        this.confirmed = true;
+        c.confirmed = true;
+        return null;
       default:
         return null; // a newer bridge's op: nothing this view shows
     }
@@ -272,6 +281,7 @@ export class Store {
       });
     return structuredClone({
       status: this.connection,
+      confirmed: this.confirmed,
       // fromEntries defines keys as data properties, so no id can reach a prototype.
       sessions: Object.fromEntries([...this.threads].map(([sid, t]) => [sid, messages(t)])),
       sessionList: [...this.sessions.values()],
