@@ -28,10 +28,18 @@ class OpenCodeError(Exception):
 
 
 class Unreachable(OpenCodeError):
-    """No connection could be made or it broke before an answer."""
+    """No connection could be made or it broke before an answer.
+
+    `maybe_sent` is False only when no connection was made: the server cannot have the
+    request.
+    """
+
+    def __init__(self, message: str, *, maybe_sent: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
 
 
-class RequestTimeout(OpenCodeError):
+class RequestTimeout(Unreachable):
     """The server took longer than allowed to answer."""
 
 
@@ -170,14 +178,16 @@ class OpenCodeClient:
                     method, path, json=json, params=self._params(params)
                 )
             except httpx.TimeoutException as exc:
-                failure: OpenCodeError = RequestTimeout(
+                failure: Unreachable = RequestTimeout(
                     f"{method} {path}: no answer from {self.base_url} in time "
-                    f"({type(exc).__name__})"
+                    f"({type(exc).__name__})",
+                    maybe_sent=not isinstance(exc, httpx.ConnectTimeout),
                 )
             except httpx.TransportError as exc:
                 failure = Unreachable(
                     f"{method} {path}: cannot reach {self.base_url} ({exc or type(exc).__name__}); "
-                    "is `opencode serve` running there?"
+                    "is `opencode serve` running there?",
+                    maybe_sent=not isinstance(exc, httpx.ConnectError),
                 )
             else:
                 return self._check(method, path, response)
@@ -331,15 +341,18 @@ class OpenCodeClient:
             body["agent"] = agent
         backoff = Backoff(base=0.25, cap=4.0)
         attempt = 0
+        maybe_sent = False
         while True:
             try:
                 await self.request(
                     "POST", f"/session/{session_id}/prompt_async", json=body, idempotent=False
                 )
                 return message_id
-            except (Unreachable, RequestTimeout):
+            except Unreachable as exc:
+                maybe_sent = maybe_sent or exc.maybe_sent
                 attempt += 1
                 if attempt > self.retries:
+                    exc.maybe_sent = maybe_sent  # any attempt may have got through
                     raise
             await anyio.sleep(backoff.next())
             if await self._has_message(session_id, message_id):
@@ -373,13 +386,17 @@ class OpenCodeClient:
             await self.request(
                 "POST", f"/permission/{request_id}/reply", json={"reply": reply}, idempotent=True
             )
-        except NotFound:
-            await self.request(
-                "POST",
-                f"/session/{session_id}/permissions/{request_id}",
-                json={"response": reply},
-                idempotent=True,
-            )
+        except (NotFound, ServerError) as exc:
+            # Older servers lack the route: 1.0.x answers it with a 500, not a 404.
+            try:
+                await self.request(
+                    "POST",
+                    f"/session/{session_id}/permissions/{request_id}",
+                    json={"response": reply},
+                    idempotent=True,
+                )
+            except NotFound:
+                raise exc from None
 
     async def reply_question(self, request_id: str, answers: list[list[str]]) -> None:
         await self.request(

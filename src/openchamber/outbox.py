@@ -20,7 +20,7 @@ import anyio
 from openchamber import ids
 from openchamber.backoff import Backoff
 from openchamber.cache import JSON, Cache, Queued
-from openchamber.client import NotFound, OpenCodeClient, OpenCodeError, RequestTimeout, Unreachable
+from openchamber.client import NotFound, OpenCodeClient, OpenCodeError, Unreachable
 from openchamber.store import Patch, Store
 
 log = logging.getLogger("openchamber.outbox")
@@ -188,9 +188,13 @@ class Outbox:
                 self._on_step("sent", message_id)
                 await self._until_on_server(item)
                 self._replies[session_id] = message_id
-        except (Unreachable, RequestTimeout) as exc:
+        except Unreachable as exc:
             log.info("%s waits for the server: %s", message_id, exc)
-            self._set_local(message_id, "queued", str(exc))
+            if exc.maybe_sent:  # the server may have it: only asking it can tell
+                self._set_local(message_id, "sending", str(exc))
+            else:  # it cannot have it: still the user's to edit or cancel
+                await self._mark(item, "queued")
+                self._set_local(message_id, "queued", str(exc))
             return False
         except OpenCodeError as exc:
             # The server refused it (no such session, bad request): sending it again would
@@ -254,7 +258,7 @@ class Outbox:
             if self._cache is not None:
                 await self._write(self._cache.set_outbox_state, item.message_id, state)
             item.state = state
-        self._set_local(item.message_id, "sending")
+        self._set_local(item.message_id, state)
         self._on_step(state, item.message_id)
 
     def _waiting(self, message_id: str) -> Queued | None:

@@ -118,11 +118,6 @@ def test_a_restart_while_offline_shows_the_cache_and_delivers_the_queue_once(
     assert len(replies) == len(expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bridge bug: after a failed attempt the oldest message shows 'queued' but the "
-    "outbox keeps it as 'sending', so editing or cancelling it gets 409",
-)
 def test_the_oldest_queued_message_can_be_edited_between_attempts(
     opencode_version: str, launch_opencode: LaunchOpenCode, open_ui: MakeUI
 ) -> None:

@@ -51,10 +51,10 @@ def _upstream_error(exc: OpenCodeError) -> JSONResponse:
     match exc:
         case NotFound():
             return _error(404, str(exc))
-        case Unreachable():
-            return _error(503, str(exc), "the OpenCode server is down or unreachable")
         case RequestTimeout():
             return _error(504, str(exc))
+        case Unreachable():
+            return _error(503, str(exc), "the OpenCode server is down or unreachable")
         case AuthRefused():
             return _error(502, str(exc), "the bridge's OpenCode password is wrong")
         case _:
