@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from openchamber.server import PINNED_VERSIONS, OpenCodeServer, find_opencode
+from openchamber.server import OFFLINE_ENV, PINNED_VERSIONS, OpenCodeServer, find_opencode
 from openchamber.testing.model import ModelServer, opencode_config
 
 
@@ -30,13 +30,6 @@ def project_dir(tmp_path_factory: pytest.TempPathFactory, model: ModelServer) ->
 
 LaunchOpenCode = Callable[..., OpenCodeServer]
 
-# Nothing in a test may reach the network: no plugin installs, model lists or downloads.
-OFFLINE_ENV = {
-    "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
-    "OPENCODE_DISABLE_MODELS_FETCH": "1",
-    "OPENCODE_DISABLE_AUTOUPDATE": "1",
-    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
-}
 
 
 @pytest.fixture(scope="session")

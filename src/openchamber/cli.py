@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 from rich.console import Console
@@ -22,7 +23,10 @@ from rich.table import Table
 
 from openchamber import __version__
 from openchamber.client import OpenCodeError
-from openchamber.config import ConfigError, resolve
+from openchamber.config import ConfigError, Settings, resolve
+
+if TYPE_CHECKING:
+    from openchamber.serve import BridgeOptions
 from openchamber.connect import EXIT_CODES, CommandError, Exit, command_error, stderr
 from openchamber.replay import CaptureError, Replay, capture_header, read_capture, replay
 
@@ -231,7 +235,165 @@ def run_capture(args: argparse.Namespace) -> int:
     return run_capture(resolve(args), args.out, args.seconds)
 
 
+# ---------------------------------------------------------------------------- serve
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    _server_flags(parser, embedded=False)
+    parser.add_argument("--host", help="where the bridge listens (default: 127.0.0.1)")
+    parser.add_argument("--port", metavar="N", help="the bridge's port (default: a free one)")
+    parser.add_argument(
+        "--token",
+        help="the key to the UI (default: $OPENCHAMBER_TOKEN, else a new one per launch)",
+    )
+    parser.add_argument("--no-browser", action="store_true", help="do not open the UI")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="neither read nor write the local cache"
+    )
+
+
+def _bridge_options(args: argparse.Namespace, settings: Settings) -> BridgeOptions:
+    from openchamber.serve import BridgeOptions
+
+    return BridgeOptions(
+        host=settings.host.value,
+        port=settings.port.value or 0,
+        token=args.token or os.environ.get("OPENCHAMBER_TOKEN") or None,
+        cache=not args.no_cache,
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from openchamber.serve import open_in_browser, run_serve
+
+    settings = resolve(args)
+    opener = None if args.no_browser else open_in_browser
+    return run_serve(settings, _bridge_options(args, settings), opener)
+
+
+def run_desktop(args: argparse.Namespace) -> int:
+    from openchamber.serve import run_desktop
+
+    settings = resolve(args)
+    return run_desktop(settings, _bridge_options(args, settings))
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from openchamber.serve import open_in_browser, run_demo
+
+    settings = resolve(args)
+    opener = None if args.no_browser else open_in_browser
+    return run_demo(settings, _bridge_options(args, settings), opener)
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="where the bridge listens (default: 127.0.0.1)")
+    parser.add_argument("--port", metavar="N", help="the bridge's port (default: a free one)")
+    parser.add_argument("--token", help="the key to the UI (default: a new one)")
+    parser.add_argument("--no-browser", action="store_true", help="do not open the UI")
+    parser.set_defaults(no_cache=True)
+
+
+# ---------------------------------------------------------------------------- cache
+
+
+def _cache_arguments(parser: argparse.ArgumentParser) -> None:
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--info", action="store_true", help="where it is and what it holds")
+    action.add_argument(
+        "--clear", action="store_true", help="forget cached history (unsent messages stay)"
+    )
+    parser.add_argument(
+        "--opencode", metavar="URL", help="the server whose cache (default: the embedded one)"
+    )
+    parser.add_argument("--directory", metavar="DIR", help="the project directory")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    from openchamber.cache import Cache, CacheError, default_path
+    from openchamber.connect import Endpoint
+    from openchamber.serve import cache_identity
+
+    settings = resolve(args)
+    directory = settings.directory.value or (None if settings.opencode.value else Path.cwd())
+    endpoint = Endpoint(
+        settings.opencode.value or "",
+        None,
+        str(directory) if directory else None,
+        embedded=settings.opencode.value is None,
+    )
+    identity = cache_identity(endpoint)
+    path = default_path(identity)
+    if not path.exists():
+        stderr().print(f"openchamber: no cache for {identity} (it would be {path})")
+        return Exit.OK
+    try:
+        cache = Cache(path, identity)
+    except CacheError as exc:
+        raise CommandError(str(exc)) from exc
+    if cache.notice:
+        stderr().print(f"[yellow]openchamber:[/] {escape(cache.notice)}")
+    if args.clear:
+        cache.clear()
+    info = cache.info()
+    cache.close()
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(info) + b"\n")
+        return Exit.OK
+    table = Table(title="openchamber cache" + (" (cleared)" if args.clear else ""))
+    for column in ("", ""):
+        table.add_column(column)
+    for name, value in info.items():
+        table.add_row(name, escape(str(value)))
+    Console().print(table)
+    return Exit.OK
+
+
 COMMANDS = (
+    Command(
+        "serve",
+        "Start the bridge and its chat UI over an OpenCode server (embedded by default).",
+        """examples:
+  openchamber serve                                   # embedded opencode serve, opens the UI
+  openchamber serve --opencode http://127.0.0.1:4096 --no-browser
+  openchamber serve --port 4400 --directory ~/src/project
+
+It prints the UI's URL (with its one-time token) and runs until Ctrl-C. A server that is
+down is no error: the UI shows what is cached and sends queued messages once it is back.""",
+        _serve_arguments,
+        run_serve,
+    ),
+    Command(
+        "desktop",
+        "The chat UI in a window of its own (pywebview if installed, else an app-mode browser).",
+        """examples:
+  openchamber desktop
+  pip install 'openchamber[desktop]' && openchamber desktop --opencode http://127.0.0.1:4096""",
+        _serve_arguments,
+        run_desktop,
+    ),
+    Command(
+        "demo",
+        "Try openchamber offline: a scripted model, an embedded opencode serve, the chat UI.",
+        """examples:
+  openchamber demo
+  openchamber demo --no-browser --port 4400
+
+The model is scripted: `reply=markdown`, `reply=long len=5000 chunk=5 delay=2`, ...""",
+        _demo_arguments,
+        run_demo,
+        talks_to_server=False,
+    ),
+    Command(
+        "cache",
+        "Show or clear the local cache of a server's history.",
+        """examples:
+  openchamber cache --info
+  openchamber cache --clear --opencode http://127.0.0.1:4096""",
+        _cache_arguments,
+        run_cache,
+    ),
     Command(
         "chat",
         "Chat with OpenCode in the terminal: replies stream in, tools and permissions inline.",
@@ -304,8 +466,8 @@ The config file is TOML, e.g.:
     ),
 )
 
-# What `openchamber` alone runs.
-DEFAULT_COMMAND = "doctor"
+# What `openchamber` alone runs: the app.
+DEFAULT_COMMAND = "serve"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,6 +28,14 @@ import httpx
 from openchamber.lifecycle import Service
 
 PINNED_VERSIONS = ("1.18.33", "1.0.152")
+# For a server that must not reach the network (tests, the demo): no plugin installs,
+# model lists or downloads.
+OFFLINE_ENV = {
+    "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
+    "OPENCODE_DISABLE_MODELS_FETCH": "1",
+    "OPENCODE_DISABLE_AUTOUPDATE": "1",
+    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+}
 _LISTENING = re.compile(r"opencode server listening on (http://\S+)")
 _PR_SET_PDEATHSIG = 1
 
