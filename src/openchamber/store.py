@@ -783,15 +783,21 @@ class Store:
 
     def replace_optimistic_parts(self, message_id: str, parts: list[JSON]) -> list[Patch]:
         """A message not yet sent, edited: its parts replaced by `parts`."""
-        session_id = self._messages.get(message_id)
-        if session_id is None:
+        found = self._unconfirmed(message_id)
+        if found is None:
             return []
-        message = self.sessions[session_id].messages[message_id]
-        if message.local is None:
-            return []
+        session_id, message = found
         patches = self._drop_optimistic_parts(session_id, message_id, message)
         message.optimistic_parts = {p["id"] for p in parts}
         return patches + self._add_optimistic_parts(session_id, message_id, message, parts)
+
+    def _unconfirmed(self, message_id: str) -> tuple[str, _Message] | None:
+        """A message sent from here that the server has not confirmed yet, and its session."""
+        session_id = self._messages.get(message_id)
+        if session_id is None:
+            return None
+        message = self.sessions[session_id].messages[message_id]
+        return None if message.local is None else (session_id, message)
 
     def _add_optimistic_parts(
         self, session_id: str, message_id: str, message: _Message, parts: list[JSON]
@@ -808,12 +814,11 @@ class Store:
 
     def set_local_state(self, message_id: str, state: str, error: str | None = None) -> list[Patch]:
         """Mark an optimistic message sending/queued/failed; no-op once the server confirmed it."""
-        session_id = self._messages.get(message_id)
-        if session_id is None:
+        found = self._unconfirmed(message_id)
+        if found is None:
             return []
-        message = self.sessions[session_id].messages[message_id]
-        if message.local is None:
-            return []
+        session_id, message = found
+        assert message.local is not None
         message.local["state"] = state
         if error is None:
             message.local.pop("error", None)

@@ -150,3 +150,12 @@ def test_bad_sends_get_a_clear_400(bridge: TestClient, body: bytes, error: str) 
     response = bridge.post("/api/sessions/ses_1/messages", content=body, headers=bearer())
     assert response.status_code == 400
     assert error in response.json()["error"]
+
+
+def test_the_ui_page_forbids_inline_script_and_foreign_origins(bridge: TestClient) -> None:
+    page = bridge.get("/", headers=bearer())
+    assert page.status_code == 200
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self';" in policy
+    assert "connect-src 'self' ws://127.0.0.1:8000 ws://[::1]:8000 ws://localhost:8000;" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"

@@ -20,16 +20,24 @@ from openchamber.client import OpenCodeClient
 from openchamber.outbox import Outbox
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
-# The UI's own files only: no inline script, no other origin (model output is hostile).
-_UI_HEADERS = {
-    "content-security-policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-    ),
+_SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
     "cache-control": "no-cache",
 }
+
+
+def _ui_headers(hosts: frozenset[str]) -> dict[str, str]:
+    """The UI's own files only: no inline script, no other origin (model output is
+    hostile). Its sockets are named too: older WebKit (pywebview) does not count ws:
+    of the same host as 'self'."""
+    sockets = " ".join(f"ws://{host}" for host in sorted(hosts))
+    policy = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src 'self' {sockets}; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    )
+    return {"content-security-policy": policy, **_SECURITY_HEADERS}
 
 
 def build_app(
@@ -44,8 +52,10 @@ def build_app(
     async def events(websocket: WebSocket) -> None:
         await follow(websocket, feed, frame_interval)
 
+    headers = _ui_headers(hosts)
+
     async def index(request: Request) -> Response:
-        return FileResponse(UI_DIR / "index.html", headers=_UI_HEADERS)
+        return FileResponse(UI_DIR / "index.html", headers=headers)
 
     routes: list[BaseRoute] = [
         *Commands(client, feed, outbox).routes(),
