@@ -31,7 +31,6 @@ def project_dir(tmp_path_factory: pytest.TempPathFactory, model: ModelServer) ->
 LaunchOpenCode = Callable[..., OpenCodeServer]
 
 
-
 @pytest.fixture(scope="session")
 def launch_opencode(
     tmp_path_factory: pytest.TempPathFactory, project_dir: Path

@@ -479,3 +479,11 @@ def test_without_as_of_a_snapshot_is_the_servers_word() -> None:
     ]
     store.load_messages(SID, answer)
     assert store.messages(SID)[1]["info"]["tokens"] == {"output": 20}
+
+
+def test_a_key_the_server_drops_from_an_info_goes() -> None:
+    store = Store()
+    store.apply(user())
+    store.apply(MessageUpdated(SID, {**user().info, "summary": {"diffs": []}}))
+    store.apply(user())  # 1.0.x's last word on the message has no summary
+    assert "summary" not in store.messages(SID)[0]["info"]

@@ -185,11 +185,15 @@ def _tool_rank(part: JSON) -> int:
 
 
 def _merge_info(old: JSON, new: JSON) -> JSON:
-    # A stale or partial info (a mid-stream snapshot, a replayed event) must not undo what
-    # a newer one said, e.g. `time.completed` or `finish`: keys only accumulate.
-    merged = {**old, **new}
-    if isinstance(old.get("time"), dict) and isinstance(new.get("time"), dict):
-        merged["time"] = {**old["time"], **new["time"]}
+    """A message's new info in place of the old: the server may drop a key (1.0.x drops
+    `summary`), so keys do not accumulate, except completion. A stale info (a mid-stream
+    snapshot, a late event) must not undo `time.completed` or `finish` once said."""
+    merged = dict(new)
+    if "finish" in old and "finish" not in new:
+        merged["finish"] = old["finish"]
+    if isinstance(old.get("time"), dict):
+        newer = new.get("time")
+        merged["time"] = {**old["time"], **(newer if isinstance(newer, dict) else {})}
     return merged
 
 

@@ -185,7 +185,7 @@ def bridge(ui_opencode: OpenCodeServer) -> Iterator[RunningBridge]:
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (make setup installs Debian's chromium)")
+        pytest.fail(f"{CHROMIUM} is missing (make setup installs Debian's chromium)")
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
