@@ -39,6 +39,8 @@ class CacheWriter:
         """What changed (text appends are skipped: the part's end says it again)."""
         for patch in patches:
             op = patch["op"]
+            if op == "part.text.append":  # most patches while a reply streams
+                continue
             if op in _SESSION_OPS:
                 self._sessions.add(patch["sessionID"])
             elif op in _MESSAGE_OPS:
