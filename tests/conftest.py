@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,11 +32,11 @@ def project_dir(tmp_path_factory: pytest.TempPathFactory, model: ModelServer) ->
 LaunchOpenCode = Callable[..., OpenCodeServer]
 
 
-@pytest.fixture(scope="session")
-def launch_opencode(
+@contextmanager
+def _launcher(
     tmp_path_factory: pytest.TempPathFactory, project_dir: Path
 ) -> Iterator[LaunchOpenCode]:
-    """Start real `opencode serve` processes; every one is stopped when the run ends."""
+    """Start real `opencode serve` processes; each is stopped when this ends."""
     started: list[OpenCodeServer] = []
 
     def launch(version: str, **options: object) -> OpenCodeServer:
@@ -51,16 +52,37 @@ def launch_opencode(
         server.start()
         return server
 
-    yield launch
-    for server in started:
-        server.stop()
+    try:
+        yield launch
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def opencode_launcher(
+    tmp_path_factory: pytest.TempPathFactory, project_dir: Path
+) -> Iterator[LaunchOpenCode]:
+    """For servers shared by many tests (session or module fixtures): they live to the end."""
+    with _launcher(tmp_path_factory, project_dir) as launch:
+        yield launch
+
+
+@pytest.fixture
+def launch_opencode(
+    tmp_path_factory: pytest.TempPathFactory, project_dir: Path
+) -> Iterator[LaunchOpenCode]:
+    """For a test's own servers (to stop, restart, break): stopped when the test ends, so
+    a long run does not pile up idle servers that eat the machine's two cores."""
+    with _launcher(tmp_path_factory, project_dir) as launch:
+        yield launch
 
 
 @pytest.fixture(scope="session", params=PINNED_VERSIONS, ids=lambda v: f"opencode-{v}")
-def opencode(request: pytest.FixtureRequest, launch_opencode: LaunchOpenCode) -> OpenCodeServer:
+def opencode(request: pytest.FixtureRequest, opencode_launcher: LaunchOpenCode) -> OpenCodeServer:
     """A shared real server per pinned version; tests make their own sessions on it."""
     version: str = request.param
-    server = launch_opencode(version)
+    server = opencode_launcher(version)
     assert server.version == version, server.log_text
     return server
 

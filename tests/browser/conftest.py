@@ -182,8 +182,10 @@ def bridge(ui_opencode: OpenCodeServer) -> Iterator[RunningBridge]:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    # Module, not session: Playwright's sync API keeps an asyncio loop marked running in
+    # this thread while it lives, and the anyio tests that follow need the thread free.
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing (make setup installs Debian's chromium)")
     with playwright_api.sync_playwright() as playwright:

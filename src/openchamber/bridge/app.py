@@ -31,7 +31,8 @@ def _ui_headers(hosts: frozenset[str]) -> dict[str, str]:
     """The UI's own files only: no inline script, no other origin (model output is
     hostile). Its sockets are named too: older WebKit (pywebview) does not count ws:
     of the same host as 'self'."""
-    sockets = " ".join(f"ws://{host}" for host in sorted(hosts))
+    # Chromium's CSP parser rejects an IPv6 literal ("[::1]:port") with a console error.
+    sockets = " ".join(f"ws://{host}" for host in sorted(hosts) if not host.startswith("["))
     policy = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         f"connect-src 'self' {sockets}; object-src 'none'; base-uri 'none'; "
