@@ -44,6 +44,24 @@ lint: setup
 bench: setup
 	@$(BIN)/python -m bench
 
+# The chaos matrix (tests/chaos): every fault x both pinned versions x CHAOS_RUNS runs; the
+# results go to .chaos/results.jsonl and docs/RELIABILITY.md is rendered from them.
+CHAOS_RUNS ?= 10
+chaos: setup
+	@mkdir -p .chaos && rm -f .chaos/results.jsonl
+	@OPENCHAMBER_CHAOS=full OPENCHAMBER_CHAOS_RUNS=$(CHAOS_RUNS) \
+		OPENCHAMBER_CHAOS_RESULTS=.chaos/results.jsonl \
+		$(BIN)/python -m pytest tests/chaos/test_chaos.py -m chaos -p no:cacheprovider $(PYTEST_ARGS); \
+		status=$$?; $(BIN)/python -m tests.chaos.report; exit $$status
+
+# A long run of the bridge under a steady stream of replies: RSS, fds, tasks, ring over time.
+MINUTES ?= 30
+.PHONY: soak
+soak: setup
+	@mkdir -p .chaos
+	@$(BIN)/python -m tests.chaos.soak --minutes $(MINUTES)
+	@$(BIN)/python -m tests.chaos.report
+
 demo: setup
 	@$(BIN)/openchamber demo
 
