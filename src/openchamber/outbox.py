@@ -13,7 +13,9 @@ Without a cache (no persistence) the same logic runs in memory.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio
 
@@ -28,7 +30,19 @@ log = logging.getLogger("openchamber.outbox")
 Change = Callable[[Callable[[Store], list[Patch]]], list[Patch]]
 _FRESH_MS = 1000  # a message older than this when it first goes out gets new ids
 _CONFIRM_TIMEOUT = 30.0  # seconds an accepted message may take to appear on the server
-_REPLY_TIMEOUT = 300.0  # the most one reply may hold back the next message
+_START_TIMEOUT = 30.0  # a turn the server has not started by then holds nothing back
+_RECHECK = 1.0  # seconds between looks at a turn that may not have started
+
+
+@dataclass
+class _Awaited:
+    """A message whose reply holds back the next message of its session."""
+
+    message_id: str
+    deadline: float  # if the session has not been busy by then, stop waiting
+    seen_busy: bool = False
+
+
 # Called at each step of a delivery with (step, message id): "queued", "sending", "sent",
 # "delivered". Tests use it to crash the process at each step.
 StepHook = Callable[[str, str], None]
@@ -53,7 +67,7 @@ class Outbox:
         self._current: Queued | None = None  # being delivered: no edits, no cancel
         self._submitting: set[str] = set()
         self._aliases: dict[str, str] = {}  # ids of messages that got new ones (see _rekey)
-        self._replies: dict[str, str] = {}  # session id -> message id whose reply is awaited
+        self._replies: dict[str, _Awaited] = {}  # session id -> the reply awaited there
         self._news = anyio.Event()  # the store changed
         self._wake = anyio.Event()
         self._writes = anyio.CapacityLimiter(1)  # cache writes in order, off the loop
@@ -71,11 +85,11 @@ class Outbox:
     def notice(self) -> None:
         """The store changed (a reply may have ended)."""
         self._news.set()
-        self._news = anyio.Event()
 
     def wake(self) -> None:
         """Try now (e.g. the connection is back)."""
         self._wake.set()
+        self._news.set()
 
     async def submit(
         self, session_id: str, message_id: str, parts: list[JSON], options: JSON, created_ms: int
@@ -123,13 +137,16 @@ class Outbox:
         return True
 
     async def run(self) -> None:
-        """Deliver, oldest first, for as long as it runs."""
+        """Deliver, oldest first per session, for as long as it runs."""
         backoff = Backoff(base=0.5, cap=15.0)
         while True:
-            while not self._queue:
-                await self._wait()
-            item = self._queue[0]
-            await self._until_replied(item.session_id)
+            item = self._next()
+            if item is None:
+                # Nothing to send now; a reply that ends, or time, may change that.
+                with anyio.move_on_after(_RECHECK if self._replies else math.inf):
+                    await self._news.wait()
+                self._news = anyio.Event()
+                continue
             self._current = item
             try:
                 delivered = await self._deliver(item)
@@ -139,18 +156,33 @@ class Outbox:
                 backoff.reset()
                 continue
             with anyio.move_on_after(backoff.next()):
-                await self._wait()
+                await self._wake.wait()
+            self._wake = anyio.Event()
 
-    async def _until_replied(self, session_id: str) -> None:
-        """One turn at a time per session: the next message goes once the reply to the one
-        before has ended. So each gets its own reply, and nothing the server writes for
-        that reply can come between a message's id and its arrival (the server lists
-        messages in the order it writes them, views by id)."""
-        awaited = self._replies.get(session_id)
-        with anyio.move_on_after(_REPLY_TIMEOUT):
-            while awaited is not None and not self._replied(session_id, awaited):
-                await self._news.wait()
-        self._replies.pop(session_id, None)
+    def _next(self) -> Queued | None:
+        """The oldest message of a session not waiting for a reply.
+
+        One turn at a time per session: a message goes once the reply to the one before
+        has ended. So each gets its own reply, and nothing the server writes for that
+        reply can come between a message's id and its arrival (the server lists messages
+        in the order it writes them, views by id). Other sessions do not wait.
+        """
+        waiting = {sid for sid in list(self._replies) if self._reply_pending(sid)}
+        return next((q for q in self._queue if q.session_id not in waiting), None)
+
+    def _reply_pending(self, session_id: str) -> bool:
+        awaited = self._replies[session_id]
+        session = self._store.sessions.get(session_id)
+        busy = session is not None and session.status.get("type") != "idle"
+        awaited.seen_busy |= busy
+        over = (
+            self._replied(session_id, awaited.message_id)
+            or (awaited.seen_busy and not busy)  # ended without a reply (aborted, killed)
+            or (not awaited.seen_busy and anyio.current_time() > awaited.deadline)
+        )
+        if over:
+            del self._replies[session_id]
+        return not over
 
     def _replied(self, session_id: str, message_id: str) -> bool:
         for message in reversed(self._store.messages(session_id)):
@@ -158,10 +190,6 @@ class Outbox:
             if info.get("role") == "assistant" and info.get("parentID") == message_id:
                 return bool(info.get("time", {}).get("completed") or info.get("error"))
         return False
-
-    async def _wait(self) -> None:
-        await self._wake.wait()
-        self._wake = anyio.Event()
 
     async def _deliver(self, item: Queued) -> bool:
         """Deliver one message; False to try again later (the server is out of reach)."""
@@ -187,7 +215,8 @@ class Outbox:
                 )
                 self._on_step("sent", message_id)
                 await self._until_on_server(item)
-                self._replies[session_id] = message_id
+                deadline = anyio.current_time() + _START_TIMEOUT
+                self._replies[session_id] = _Awaited(message_id, deadline)
         except Unreachable as exc:
             log.info("%s waits for the server: %s", message_id, exc)
             if exc.maybe_sent:  # the server may have it: only asking it can tell

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from openchamber.client import JSON, OpenCodeClient, OpenCodeError, ServerError
+from openchamber.client import JSON, NotFound, OpenCodeClient, OpenCodeError, ServerError
 from openchamber.protocol import Durable, Event, normalize_history_item
 from openchamber.store import Patch, Store
 from openchamber.stream import EventStream, State, Status, Watchdog
@@ -184,9 +184,15 @@ class Runtime:
 
     async def _refetch(self, session_ids: set[str]) -> None:
         for session_id in sorted(session_ids):
-            messages = await self.client.messages(session_id)
-            async with self._lock:
-                patches = self.store.load_messages(session_id, messages)
+            try:
+                messages = await self.client.messages(session_id)
+            except NotFound:
+                # Deleted while we looked away: asking again would never end.
+                async with self._lock:
+                    patches = self.store.remove_session(session_id)
+            else:
+                async with self._lock:
+                    patches = self.store.load_messages(session_id, messages)
             await self._emit(patches)
 
     async def _refresh_status(self, refetched: set[str]) -> None:

@@ -143,7 +143,12 @@ class OpenCodeServer(Service):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            # The kernel ties the child to the *thread* that forks it: one started from a
+            # worker thread would die when that thread retires, so only the main thread's
+            # children get the guard (stop() ends the others).
+            preexec_fn=_die_with_parent
+            if threading.current_thread() is threading.main_thread()
+            else None,
         )
         listening = threading.Event()
         threading.Thread(
