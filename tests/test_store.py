@@ -487,3 +487,31 @@ def test_a_key_the_server_drops_from_an_info_goes() -> None:
     store.apply(MessageUpdated(SID, {**user().info, "summary": {"diffs": []}}))
     store.apply(user())  # 1.0.x's last word on the message has no summary
     assert "summary" not in store.messages(SID)[0]["info"]
+
+
+def test_a_settled_sessions_snapshot_is_the_last_word_even_when_it_says_less() -> None:
+    cut = [
+        {
+            "info": {"id": MID, "sessionID": SID, "role": "assistant", "time": {"created": 1}},
+            "parts": [{"id": PID, "type": "text", "text": "", "time": {"start": 1}}],
+        },
+    ]
+    kept = streaming_store("Hello, world")
+    kept.load_messages(SID, cut)  # mid-stream: the trap, blocked
+    assert kept.part_text(PID) == "Hello, world "
+    lost = streaming_store("Hello, world")
+    lost.load_messages(SID, cut, settled=True)  # the server restarted: the text is gone
+    assert lost.part_text(PID) == ""
+    assert lost.messages(SID)[1] == {**cut[0], "parts": [{**cut[0]["parts"][0]}]}
+
+
+def test_a_session_idle_with_a_part_still_streaming_asks_for_resync() -> None:
+    store = streaming_store("Hello")
+    store.apply(SessionStatus(SID, {"type": "busy"}))
+    store.take_resync_requests()
+    store.apply(SessionIdle(SID))
+    assert store.take_resync_requests() == {SID}
+    store.apply(text_part("Hello ", end=True))
+    store.apply(SessionStatus(SID, {"type": "busy"}))
+    store.apply(SessionIdle(SID))
+    assert store.take_resync_requests() == set()

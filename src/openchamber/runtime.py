@@ -183,6 +183,7 @@ class Runtime:
                 self.store.request_resync(session_id)
 
     async def _refetch(self, session_ids: set[str]) -> None:
+        idle_before = await self._idle(session_ids) if session_ids else None
         for session_id in sorted(session_ids):
             try:
                 messages = await self.client.messages(session_id)
@@ -191,9 +192,20 @@ class Runtime:
                 async with self._lock:
                     patches = self.store.remove_session(session_id)
             else:
+                # Idle on both sides of the snapshot: nothing will finish its parts any
+                # more, so they are final even if they say less (a reply cut by a restart).
+                settled = idle_before is not None and session_id in idle_before
+                settled = settled and session_id in (await self._idle({session_id}) or ())
                 async with self._lock:
-                    patches = self.store.load_messages(session_id, messages)
+                    patches = self.store.load_messages(session_id, messages, settled=settled)
             await self._emit(patches)
+
+    async def _idle(self, session_ids: set[str]) -> set[str] | None:
+        """Which of these sessions the server says are idle; None if it cannot say (1.0.x)."""
+        statuses = await self.client.session_status()
+        if statuses is None:
+            return None
+        return {sid for sid in session_ids if statuses.get(sid, {}).get("type", "idle") == "idle"}
 
     async def _refresh_status(self, refetched: set[str]) -> None:
         statuses = await self.client.session_status()

@@ -223,6 +223,7 @@ class Store:
         # applied after T: for what those events touched, the events win (`as_of`).
         self.clock = 0
         self._as_of: int | None = None  # set while a snapshot loads
+        self._settled_load = False  # set while a snapshot of a settled session loads
 
     # ------------------------------------------------------------------ reading
 
@@ -436,6 +437,10 @@ class Store:
         if session.status == status:
             return []
         session.status = status
+        if status.get("type") == "idle" and session_id in self.streaming_sessions():
+            # Idle, yet a part never ended: its end was lost, or the server lost the part
+            # (a reply cut by a restart). Only the server's copy can say which.
+            self._resync.add(session_id)
         return [{"op": "session.status", "sessionID": session_id, "status": status}]
 
     def remove_session(self, session_id: str) -> list[Patch]:
@@ -556,7 +561,7 @@ class Store:
         if _tool_rank(incoming) < _tool_rank(part.data):
             self.anomalies["stale tool update ignored"] += 1
             return []
-        final = _is_final(incoming)
+        final = _is_final(incoming) or self._settled_load
         if part.final and not final:
             self.anomalies["stale update of a finished part ignored"] += 1
             return []
@@ -702,20 +707,30 @@ class Store:
         return patches
 
     def load_messages(
-        self, session_id: str, messages: Iterable[JSON], as_of: int | None = None
+        self,
+        session_id: str,
+        messages: Iterable[JSON],
+        as_of: int | None = None,
+        *,
+        settled: bool = False,
     ) -> list[Patch]:
         """Merge `GET /session/{id}/message` without regressing what was streamed.
 
         Messages (and parts) missing from the snapshot are removed only inside the id range
         it covers: anything newer may have been created after the server answered. With
         `as_of` (the `clock` when the request went out), what events changed since is
-        newer than the snapshot and kept as the events left it.
+        newer than the snapshot and kept as the events left it. With `settled` (the server
+        said the session was idle before and after the snapshot), the snapshot's parts are
+        the server's last word even where they say less than was streamed: a reply cut
+        off by a server restart stays "streaming" on the server, with its text lost.
         """
         self._as_of = as_of
+        self._settled_load = settled
         try:
             return self._load_messages(session_id, messages)
         finally:
             self._as_of = None
+            self._settled_load = False
 
     def _load_messages(self, session_id: str, messages: Iterable[JSON]) -> list[Patch]:
         patches: list[Patch] = []
