@@ -43,9 +43,7 @@ async def truth(server: OpenCodeServer, session_id: str) -> list[dict[str, Any]]
         return messages
 
 
-async def settle(
-    follower: Follower, server: OpenCodeServer, session_id: str, *, idle: bool = True
-) -> None:
+async def settle(follower: Follower, server: OpenCodeServer, session_id: str) -> None:
     """Wait until the turn is over and the view equals the server's messages.
 
     The server's answer is read again whenever the view changes (at least twice a second):
@@ -58,7 +56,7 @@ async def settle(
             expected = await truth(server, session_id)
             if (
                 _turn_over(expected)
-                and (follower.view.idle(session_id) or not idle)
+                and follower.view.idle(session_id)
                 and follower.view.messages(session_id) == expected
             ):
                 return

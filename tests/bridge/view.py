@@ -44,7 +44,8 @@ class View:
         return out
 
     def idle(self, session_id: str) -> bool:
-        return self.session_status.get(session_id, {}).get("type") == "idle"
+        # As OpenCode's own /session/status: a session with no status is idle.
+        return self.session_status.get(session_id, {"type": "idle"}).get("type") == "idle"
 
     def longest_text(self) -> int:
         return max(

@@ -177,9 +177,7 @@ async def test_a_crash_at_any_step_of_a_delivery_still_delivers_exactly_once(
                 await http.get(f"/api/sessions/{sid}/messages", params={"limit": 50})
             # The restarted bridge ends with the message confirmed by the server.
             await follower.wait_until(lambda v: confirmed_texts(v, sid) == [body["text"]])
-            # The messages are what this test is about. (A bridge started while the turn
-            # ran was seen keeping the session "busy" after it ended: a separate matter.)
-            await settle(follower, opencode, sid, idle=False)
+            await settle(follower, opencode, sid)
             tasks.cancel_scope.cancel()
     finally:
         await anyio.to_thread.run_sync(restarted.stop)
