@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Self
 
 import anyio
 from anyio.abc import SocketStream, TaskGroup
 
 
-class FaultProxy:
-    """Forwards 127.0.0.1:<port> to a target port, inside the test's event loop."""
+class LocalProxy:
+    """A TCP server for as long as an `async with` lasts; subclasses handle connections.
 
-    def __init__(self, target_port: int) -> None:
+    It listens on `listen_host` (127.0.0.1) at `listen_port` (0: a free one), inside the
+    test's event loop, and forwards to `target_port` however the subclass sees fit.
+    """
+
+    listen_host = "127.0.0.1"
+
+    def __init__(self, target_port: int, listen_port: int = 0) -> None:
         self.target_port = target_port
-        self.refuse = False
-        self.cut_next_response = False  # forward the next request, then cut before its answer
+        self.listen_port = listen_port
         self.port = 0
-        self._stalled: set[SocketStream] = set()
-        self.connections = 0
-        self._open: set[SocketStream] = set()
         self._tasks: TaskGroup | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"http://{host}:{self.port}"
 
-    async def __aenter__(self) -> FaultProxy:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    async def __aenter__(self) -> Self:
+        listener = await anyio.create_tcp_listener(
+            local_host=self.listen_host, local_port=self.listen_port
+        )
         self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
@@ -42,6 +48,21 @@ class FaultProxy:
         assert self._tasks is not None
         self._tasks.cancel_scope.cancel()
         await self._tasks.__aexit__(exc_type, exc, tb)
+
+    async def _handle(self, client: SocketStream) -> None:
+        raise NotImplementedError
+
+
+class FaultProxy(LocalProxy):
+    """Forwards to a target port; can refuse, cut, stall."""
+
+    def __init__(self, target_port: int, listen_port: int = 0) -> None:
+        super().__init__(target_port, listen_port)
+        self.refuse = False
+        self.cut_next_response = False  # forward the next request, then cut before its answer
+        self._stalled: set[SocketStream] = set()
+        self.connections = 0
+        self._open: set[SocketStream] = set()
 
     def stall(self) -> None:
         """Stop delivering the server's bytes on every open connection (they stay open)."""

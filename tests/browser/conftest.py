@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -156,17 +155,10 @@ class SamePortProxy(FaultProxy):
     """A FaultProxy on [::1] at the bridge's own port (the bridge is on 127.0.0.1): the
     browser's Host and Origin then name the bridge, which lets them through."""
 
-    async def __aenter__(self) -> SamePortProxy:
-        listener = await anyio.create_tcp_listener(local_host="::1", local_port=self.target_port)
-        self.port = self.target_port
-        self._tasks = anyio.create_task_group()
-        await self._tasks.__aenter__()
-        self._tasks.start_soon(listener.serve, self._handle)
-        return self
+    listen_host = "::1"
 
-    @property
-    def url(self) -> str:
-        return f"http://[::1]:{self.port}"
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port, listen_port=target_port)
 
 
 @contextmanager

@@ -28,11 +28,12 @@ import struct
 import time
 import zlib
 from dataclasses import dataclass, field
-from types import TracebackType
 
 import anyio
 import h11
-from anyio.abc import SocketAttribute, SocketStream, TaskGroup
+from anyio.abc import SocketAttribute, SocketStream
+
+from ..proxy import LocalProxy
 
 STREAM_PATHS = (b"/global/event", b"/event")
 TEXT_MARKERS = (b'"type":"message.part.delta"', b'"delta":')
@@ -100,10 +101,9 @@ def truncate(frame: bytes) -> bytes:
 GARBAGE = b'data: {"type":"message.part.delta","properties":{"delta":"x"\n\n'
 
 
-class ChaosProxy:
+class ChaosProxy(LocalProxy):
     def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
+        super().__init__(target_port)
         self.refuse = False
         self.armed = Armed()
         self.streams_opened = 0
@@ -112,11 +112,6 @@ class ChaosProxy:
         self._open_streams: set[int] = set()
         self._stream_clients: dict[int, SocketStream] = {}
         self._clients: set[SocketStream] = set()
-        self._tasks: TaskGroup | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     # ------------------------------------------------------------------ faults
 
@@ -157,24 +152,6 @@ class ChaosProxy:
         return self.armed.spent.get(fault)
 
     # ------------------------------------------------------------------ serving
-
-    async def __aenter__(self) -> ChaosProxy:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        self.port = listener.extra(SocketAttribute.local_port)
-        self._tasks = anyio.create_task_group()
-        await self._tasks.__aenter__()
-        self._tasks.start_soon(listener.serve, self._handle)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._tasks is not None
-        self._tasks.cancel_scope.cancel()
-        await self._tasks.__aexit__(exc_type, exc, tb)
 
     async def _handle(self, client: SocketStream) -> None:
         if self.refuse:

@@ -14,11 +14,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench.__main__ import source
 
 from .scenario import FAULTS, RECOVERY_BOUND, SETTLE_TIMEOUT
 
@@ -28,22 +29,7 @@ JSON = dict[str, Any]
 
 
 def _source() -> str:
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "diff", "--quiet", "HEAD", "--", "src"], cwd=REPO, env=env, check=False
-        ).returncode
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"`{commit}`" + (" plus uncommitted changes in `src/`" if dirty else "")
+    return f"`{source()}`"
 
 
 def _seconds(value: float | None) -> str:
