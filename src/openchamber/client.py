@@ -322,8 +322,11 @@ class OpenCodeClient:
         message_id: str | None = None,
         model: JSON | None = None,
         agent: str | None = None,
+        retries: int | None = None,
     ) -> str:
         """Send a prompt; returns its message id once the server has it.
+
+        `retries` (default: the client's) bounds the attempts after a transport failure.
 
         Uses `prompt_async` (the turn's progress arrives on the event stream). After an
         unclear failure (the connection broke, no answer) the server may or may not have
@@ -351,7 +354,7 @@ class OpenCodeClient:
             except Unreachable as exc:
                 maybe_sent = maybe_sent or exc.maybe_sent
                 attempt += 1
-                if attempt > self.retries:
+                if attempt > (self.retries if retries is None else retries):
                     exc.maybe_sent = maybe_sent  # any attempt may have got through
                     raise
             await anyio.sleep(backoff.next())

@@ -212,6 +212,9 @@ class Outbox:
                     message_id=message_id,
                     model=item.options.get("model"),
                     agent=item.options.get("agent"),
+                    # One attempt: this loop retries with its own backoff, and between
+                    # attempts the message is queued again, so the user can still edit it.
+                    retries=0,
                 )
                 self._on_step("sent", message_id)
                 await self._until_on_server(item)
