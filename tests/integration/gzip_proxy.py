@@ -6,13 +6,14 @@ from __future__ import annotations
 import socket
 import threading
 import zlib
-from types import TracebackType
 from typing import Self
 
 import anyio
 import httpx
 import uvicorn
 from starlette.types import Receive, Scope, Send
+
+from openchamber.lifecycle import Service
 
 _HOP_BY_HOP = {"content-length", "content-encoding", "transfer-encoding", "connection"}
 
@@ -27,7 +28,7 @@ class _Server(uvicorn.Server):
         self._ready.set()
 
 
-class GzipProxy:
+class GzipProxy(Service):
     """Forwards to `target` (e.g. http://127.0.0.1:4096) on a free loopback port."""
 
     def __init__(self, target: str) -> None:
@@ -47,18 +48,13 @@ class GzipProxy:
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
         )
 
-    def __enter__(self) -> Self:
+    def start(self) -> Self:
         self._thread.start()
         if not self._ready.wait(30):
             raise RuntimeError("gzip proxy did not start")
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join()
         self._socket.close()
