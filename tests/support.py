@@ -120,6 +120,22 @@ def session_idle(session_id: str) -> Callable[[Payload], bool]:
     return lambda p: p["type"] == "session.idle" and p["properties"].get("sessionID") == session_id
 
 
+def assistant_done(session_id: str) -> Callable[[Payload], bool]:
+    """An assistant message of the session completed (unlike `session.idle`, it cannot
+    be an event from before the prompt)."""
+
+    def match(payload: Payload) -> bool:
+        info = payload.get("properties", {}).get("info", {})
+        return (
+            payload.get("type") == "message.updated"
+            and info.get("sessionID") == session_id
+            and info.get("role") == "assistant"
+            and bool(info.get("time", {}).get("completed"))
+        )
+
+    return match
+
+
 def _streaming(part: Payload) -> bool:
     timing = part.get("time")
     return isinstance(timing, dict) and "start" in timing and "end" not in timing

@@ -26,7 +26,7 @@ from openchamber.server import OpenCodeServer
 from ..bridge.harness import api, new_session, running_bridge, settle, truth
 from ..bridge.view import Follower, View
 from ..conftest import LaunchOpenCode
-from ..support import stream_with_session
+from ..support import assistant_done, stream_with_session
 
 pytestmark = [pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
@@ -135,19 +135,6 @@ class Driver:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
-
-
-def assistant_done(session_id: str) -> Any:
-    def match(payload: dict[str, Any]) -> bool:
-        info = payload.get("properties", {}).get("info", {})
-        return (
-            payload.get("type") == "message.updated"
-            and info.get("sessionID") == session_id
-            and info.get("role") == "assistant"
-            and bool(info.get("time", {}).get("completed"))
-        )
-
-    return match
 
 
 @pytest.mark.anyio
