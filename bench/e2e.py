@@ -6,9 +6,9 @@ Measured in one run, against peers measured in the same run:
 - **added latency**: for every text delta, the time it reaches a view on the bridge's
   WebSocket minus the time a plain raw SSE reader of the same server (httpx + orjson, in a
   process of its own: the peer) received it; p50/p99, with the scripted model at full
-  speed and at ~1k deltas/s, with the bridge's default 16 ms frame batching and with
-  batching off (the runtime's own cost);
-- **CPU**: the bridge process's CPU seconds per 1,000 deltas and % of a core at ~1k
+  speed and at 1k deltas/s, with the bridge's default pacing of a view's messages (at most
+  one every 4 ms) and with pacing off (the runtime's own cost);
+- **CPU**: the bridge process's CPU seconds per 1,000 deltas and % of a core at 1k
   deltas/s, against the raw reader's;
 - **UI**: Chromium on the bundled UI streaming a 200 KB reply in 20k deltas: long tasks
   (PerformanceObserver), longest frame, total scripting time (CDP), DOM text == server;
@@ -45,6 +45,7 @@ import orjson
 import psutil
 
 from bench._common import table
+from openchamber.bridge.events import DEFAULT_FRAME_INTERVAL
 
 REPO = Path(__file__).resolve().parent.parent
 PLOT = REPO / "docs" / "e2e-latency.png"
@@ -55,7 +56,7 @@ OFFLINE_ENV = {
     "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
 }
 DELTAS = 3000
-PACES = {"full speed": "delay=0", "~1k deltas/s": "delay=1"}
+PACES = {"full speed": "", "1k deltas/s": "rate=1000"}
 UI_REPLY = "reply=echo len=200000 chunk=10 the quick brown fox jumps over the lazy dog and"
 OLD_REPLY = "reply=long len=34000 chunk=4"
 TARGET_P99_MS = 5.0
@@ -315,7 +316,7 @@ def _ui_case(server: Any, reply: str = UI_REPLY) -> JSON:
     """Chromium on the bundled UI while a 200 KB reply streams in 20k deltas."""
     from playwright.sync_api import sync_playwright
 
-    bridge = Helper(["--bridge", server.url, "0.016"], server.password)
+    bridge = Helper(["--bridge", server.url, str(DEFAULT_FRAME_INTERVAL)], server.password)
     watch = """
       window.__longTasks = [];
       window.__frames = { max: 0, last: 0 };
@@ -435,14 +436,14 @@ def run() -> JSON:
         servers = _servers(stack)
         new = servers["1.18.33"]
         chars = DELTAS * 10
-        for batching, interval in (("16 ms frames (default)", 0.016), ("no batching", 0.0)):
+        for batching, interval in (("4 ms pacing (default)", DEFAULT_FRAME_INTERVAL), ("no pacing", 0.0)):
             for pace, delay in PACES.items():
                 prompt = f"reply=long len={chars} chunk=10 {delay}"
                 case = anyio.run(_stream_case, new, interval, prompt, chars)
                 results["stream"][f"{batching}, {pace}"] = case
         results["ui"] = _ui_case(new)
         old = servers["1.0.152"]
-        results["old"] = anyio.run(_stream_case, old, 0.016, OLD_REPLY, 34000)
+        results["old"] = anyio.run(_stream_case, old, DEFAULT_FRAME_INTERVAL, OLD_REPLY, 34000)
     _plot(results)
     return results
 
@@ -513,8 +514,8 @@ def report(numbers: JSON) -> str:
     )
     lines.append("  (CPU % of a core = bridge CPU seconds / seconds the server streamed; the raw")
     lines.append("   reader is httpx + orjson.loads of every frame, in its own process)")
-    realistic = numbers["stream"].get("16 ms frames (default), ~1k deltas/s")
-    unbatched = numbers["stream"].get("no batching, ~1k deltas/s")
+    realistic = numbers["stream"].get("4 ms pacing (default), 1k deltas/s")
+    unbatched = numbers["stream"].get("no pacing, 1k deltas/s")
     lines.append("")
     for label, case in (("default batching", realistic), ("no batching", unbatched)):
         if case:

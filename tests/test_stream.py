@@ -227,6 +227,7 @@ class Chunks(httpx.AsyncByteStream):
             await anyio.sleep_forever()
         n = 0
         while True:
+            await anyio.lowlevel.checkpoint()  # as a socket's read does
             self.server.pulled += 1
             n += 1
             yield self.server.endless(n)

@@ -82,9 +82,11 @@ class Outbox:
             self._queue.append(item)
             self._show(item)
 
-    def notice(self) -> None:
-        """The store changed (a reply may have ended)."""
-        self._news.set()
+    def notice(self, patches: list[Patch]) -> None:
+        """The store changed. Only a message waiting cares, and a text append never ends a
+        reply: a streaming reply does not wake this loop once per delta."""
+        if self._queue and any(p["op"] != "part.text.append" for p in patches):
+            self._news.set()
 
     def wake(self) -> None:
         """Try now (e.g. the connection is back)."""

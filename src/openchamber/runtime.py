@@ -57,7 +57,7 @@ class Runtime:
         self.has_sync = False  # the server sends `sync` twins, so /sync/history exists
         self._on_patches = on_patches
         self._connected_once = False
-        self._lock = anyio.Lock()  # one writer into the store at a time
+        self._lock = anyio.Lock(fast_acquire=True)  # one writer into the store at a time
         self._endpoint_chosen = False
         self.stream = EventStream(
             client,

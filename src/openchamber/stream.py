@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import os
 import sys
 import time
@@ -288,34 +289,37 @@ class EventStream:
         parser = StreamParser()
         chunks = response.aiter_raw()
         live = False
-        while True:
-            with anyio.move_on_after(self.watchdog.deadline) as silent:
+        # One scope whose deadline moves, not a scope per read: a busy stream reads
+        # thousands of times a second. It is armed only while waiting for the server.
+        with anyio.CancelScope() as silence:
+            while True:
+                silence.deadline = anyio.current_time() + self.watchdog.deadline
                 chunk = await anext(chunks, None)
-            if silent.cancelled_caught:
-                if self._suspended():
-                    return _SUSPENDED  # the silence was ours, not the server's
-                await self._status(
-                    State.STALE,
-                    f"no data for {self.watchdog.deadline:.0f}s (heartbeat every "
-                    f"{self.watchdog.period or self.watchdog.assumed_period:.0f}s)",
-                )
-                return "the connection went silent"
-            if chunk is None:
-                return "the server closed the stream"
-            if time.monotonic() - opened > self.healthy_after:
-                self.backoff.reset()
-            events = parser.feed(chunk)
-            self._learn(parser, events)
-            if not events:
-                continue
-            if self.debug:
-                for event in events:
-                    log.info("%s", describe(event))
-            await self.on_events(events)
-            if not live and any(type(e) is not ServerConnected for e in events):
-                live = True
-                if self.on_live is not None:
-                    await self.on_live()
+                silence.deadline = math.inf
+                if chunk is None:
+                    return "the server closed the stream"
+                if time.monotonic() - opened > self.healthy_after:
+                    self.backoff.reset()
+                events = parser.feed(chunk)
+                self._learn(parser, events)
+                if not events:
+                    continue
+                if self.debug:
+                    for event in events:
+                        log.info("%s", describe(event))
+                await self.on_events(events)
+                if not live and any(type(e) is not ServerConnected for e in events):
+                    live = True
+                    if self.on_live is not None:
+                        await self.on_live()
+        if self._suspended():
+            return _SUSPENDED  # the silence was ours, not the server's
+        await self._status(
+            State.STALE,
+            f"no data for {self.watchdog.deadline:.0f}s (heartbeat every "
+            f"{self.watchdog.period or self.watchdog.assumed_period:.0f}s)",
+        )
+        return "the connection went silent"
 
     def _learn(self, parser: StreamParser, events: list[Event]) -> None:
         now = time.monotonic()

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -159,6 +160,18 @@ def test_chunk_var_varies_between_one_and_sixteen(client: httpx.Client) -> None:
 
 def test_delay_still_gives_the_whole_reply(client: httpx.Client) -> None:
     assert streamed_text(client, "reply=long len=40 delay=5") == expected("reply=long len=40")
+
+
+def test_rate_paces_deltas_on_a_schedule(client: httpx.Client) -> None:
+    prompt = "reply=long len=320 chunk=8 rate=200"  # 40 deltas, the last due at 39/200 s
+    arrivals: list[float] = []
+    body = b""
+    with client.stream("POST", "/chat/completions", json=chat(prompt)) as response:
+        for piece in response.iter_raw():
+            arrivals.append(time.perf_counter())
+            body += piece
+    assert "".join(content_deltas(chunks(body))) == expected(prompt)
+    assert arrivals[-1] - arrivals[0] >= 38 / 200  # never ahead of its schedule
 
 
 def test_non_streamed_completion(client: httpx.Client) -> None:

@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 
 from openchamber.bridge.access import AccessControl
 from openchamber.bridge.commands import Commands
-from openchamber.bridge.events import follow
+from openchamber.bridge.events import DEFAULT_FRAME_INTERVAL, follow
 from openchamber.bridge.feed import Feed
 from openchamber.client import OpenCodeClient
 from openchamber.outbox import Outbox
@@ -48,7 +48,7 @@ def build_app(
     *,
     token: str,
     hosts: frozenset[str],
-    frame_interval: float = 0.016,
+    frame_interval: float = DEFAULT_FRAME_INTERVAL,
 ) -> Starlette:
     async def events(websocket: WebSocket) -> None:
         await follow(websocket, feed, frame_interval)

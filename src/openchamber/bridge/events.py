@@ -19,8 +19,14 @@ from openchamber.hub import coalesce
 
 log = logging.getLogger("openchamber.bridge")
 
+# The shortest time between two messages to one view. A burst of deltas goes as one
+# message a frame; a quarter of a 60 Hz frame keeps that below what a view can show.
+DEFAULT_FRAME_INTERVAL = 0.004
 
-async def follow(websocket: WebSocket, feed: Feed, frame_interval: float) -> None:
+
+async def follow(
+    websocket: WebSocket, feed: Feed, frame_interval: float = DEFAULT_FRAME_INTERVAL
+) -> None:
     """Serve one view until it goes away."""
     await websocket.accept()
     cursor = _cursor(websocket.query_params.get("cursor"))
@@ -62,9 +68,11 @@ async def _send_changes(
             if patches:
                 message = {"type": "patches", "cursor": cursor, "patches": coalesce(patches)}
                 await websocket.send_text(_dumps(message))
+        sent_at = anyio.current_time()
         await feed.wait_beyond(cursor)
-        # Let a frame's worth of deltas gather: one message instead of dozens.
-        await anyio.sleep(frame_interval)
+        # At most one message a frame: the first change after a quiet spell goes at once,
+        # a burst's deltas gather until the frame is over (one message, not dozens).
+        await anyio.sleep_until(sent_at + frame_interval)
 
 
 def _dumps(message: object) -> str:

@@ -14,6 +14,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from openchamber.backoff import Backoff
 from openchamber.bridge.access import allowed_hosts
 from openchamber.bridge.app import build_app
+from openchamber.bridge.events import DEFAULT_FRAME_INTERVAL
 from openchamber.bridge.feed import Feed
 from openchamber.cache import Cache, Cached
 from openchamber.client import OpenCodeClient, OpenCodeError
@@ -46,7 +47,7 @@ class Bridge:
         token: str | None = None,
         ring_capacity: int = DEFAULT_CAPACITY,
         ws_ping_interval: float = 20.0,
-        frame_interval: float = 0.016,
+        frame_interval: float = DEFAULT_FRAME_INTERVAL,
         runtime_options: dict[str, Any] | None = None,
         cache: Cache | None = None,
         on_outbox_step: StepHook | None = None,
@@ -66,7 +67,7 @@ class Bridge:
         if self._writer is not None:
             self.feed.listeners.append(self._writer.note)
         self.feed.listeners.append(self._watch_connection)
-        self.feed.listeners.append(lambda patches: self.outbox.notice())
+        self.feed.listeners.append(self.outbox.notice)
         self._connected = anyio.Event()
         app = build_app(
             client,

@@ -18,6 +18,9 @@ in the text of the last user message choose it (values may be quoted with ``"`` 
     Code points per streamed delta (default 8); ``var`` cycles through sizes 1..16.
 ``delay=MS``
     Wait between deltas.
+``rate=N``
+    N deltas a second, each due at its place on a fixed schedule from the first one (so
+    the pace does not drift by each wait's overshoot, as ``delay`` does).
 ``tool=NAME`` with ``cmd="..."`` (for ``bash``) or ``args='{json}'``
     While the user's message is the last one, call that tool (it must be among the
     request's ``tools``); once the last message is the tool's result, say
@@ -106,6 +109,7 @@ class Directives:
     length: int | None = None
     chunk: int | None = 8  # None: the varying sizes of chunk=var
     delay_ms: int = 0
+    rate: int | None = None
     tool: str | None = None
     cmd: str | None = None
     args: str | None = None
@@ -125,6 +129,7 @@ class Directives:
             length=_int(found.get("len"), minimum=0),
             chunk=None if chunk == "var" else (_int(chunk, minimum=1) or 8),
             delay_ms=_int(found.get("delay"), minimum=0) or 0,
+            rate=_int(found.get("rate"), minimum=1),
             tool=found.get("tool") or None,
             cmd=found.get("cmd"),
             args=found.get("args"),
@@ -540,6 +545,8 @@ async def _sse(
     deltas = reply.deltas or [{"content": ""}]
     deltas = [{"role": "assistant", **deltas[0]}, *deltas[1:]]
     stop_at = directives.stop_at(len(deltas))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     for index in range(len(deltas) + 1):
         if index == stop_at:
             if directives.pause and not await gates.wait(directives.pause):
@@ -553,6 +560,8 @@ async def _sse(
             break
         if index and directives.delay_ms:
             await asyncio.sleep(directives.delay_ms / 1000)
+        if directives.rate:
+            await asyncio.sleep(started + index / directives.rate - loop.time())
         yield _frame(chunk(deltas[index]))
     last = chunk({}, reply.finish)
     last["usage"] = _usage(body, reply.completion_chars)
