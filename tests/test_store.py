@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from openchamber.protocol import (
     Durable,
     MessageRemoved,
@@ -299,6 +301,30 @@ def test_sync_twin_of_an_applied_event_is_not_applied_again() -> None:
     )
     assert store.apply(twin) == []
     assert store.sequences() == {SID: 4}
+
+
+@pytest.mark.parametrize("plain_first", [True, False])
+def test_a_deleted_session_keeps_no_sequence_whichever_twin_comes_first(plain_first: bool) -> None:
+    store = Store()
+    store.apply(assistant())
+    store.apply(durable(1, "evt_1", "a"))
+    info = {"id": SID}
+    plain = SessionDeleted(SID, info, event_id="evt_2")
+    twin = normalize_history_item(
+        {
+            "id": "evt_2",
+            "aggregate_id": SID,
+            "seq": 2,
+            "type": "session.deleted.1",
+            "data": {"sessionID": SID, "info": info},
+        }
+    )
+    assert isinstance(twin, Durable)
+    assert isinstance(twin.inner, SessionDeleted)
+    for event in (plain, twin) if plain_first else (twin, plain):
+        store.apply(event)
+    assert SID not in store.sessions
+    assert store.sequences() == {}
 
 
 def test_optimistic_message_reconciles_with_the_echo() -> None:

@@ -411,8 +411,11 @@ class Store:
         if verdict == "gap":
             self.anomalies["durable sequence gap"] += 1
             self._resync.add(event.aggregate_id)
-        # The live stream sends each durable event plainly too; the id says if it was applied.
         inner = event.inner
+        if isinstance(inner, SessionDeleted):
+            # Its history is over; its plain twin may have removed the session already.
+            self._seqs.pop(event.aggregate_id, None)
+        # The live stream sends each durable event plainly too; the id says if it was applied.
         if inner.event_id is not None and inner.event_id in self._seen:
             return []
         return self.apply(inner)

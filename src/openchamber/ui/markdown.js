@@ -4,7 +4,11 @@
 // highlighting), lists, blockquotes, tables, rules, links (http/https/mailto only).
 //
 // `MarkdownView` re-renders a growing text cheaply: the text is split into top-level blocks
-// and only blocks whose source changed (in a stream: the last one or two) are rebuilt.
+// and only blocks whose source changed (in a stream: the last one or two) are rebuilt, and a
+// rebuilt block is merged into the one on screen, which keeps every node that did not change.
+// Text is put in as pieces of at most TEXT_PIECE characters: the browser shapes text per
+// node, so a paragraph that grows by a delta costs the layout of its last piece, not of the
+// whole paragraph (a 200 KB reply is otherwise re-shaped on every frame).
 
 import { highlightInto, languageOf } from "./highlight.js";
 
@@ -228,11 +232,15 @@ function matchBrackets(text) {
   return pairs;
 }
 
+const TEXT_PIECE = 1024;
+
 function inlineNodes(text, from, to, ctx) {
   const out = [];
   let plain = "";
   const flush = () => {
-    if (plain) out.push(document.createTextNode(plain));
+    for (let at = 0; at < plain.length; at += TEXT_PIECE) {
+      out.push(document.createTextNode(plain.slice(at, at + TEXT_PIECE)));
+    }
     plain = "";
   };
   let i = from;
@@ -429,13 +437,52 @@ export class MarkdownView {
         && blocks[same].src === this.rendered[same].src) {
       same += 1;
     }
-    for (const stale of this.rendered.splice(same)) {
-      for (const node of stale.nodes) node.remove();
-    }
-    for (const block of blocks.slice(same)) {
-      const nodes = renderBlock(block);
-      this.container.append(...nodes);
+    const stale = this.rendered.splice(same);
+    for (const [n, block] of blocks.slice(same).entries()) {
+      let nodes = renderBlock(block);
+      const old = stale[n];
+      // In a stream the block that changed is usually the last one, grown: merge.
+      const fits = old && old.nodes.length === nodes.length
+        && nodes.every((node, k) => mergeable(old.nodes[k], node));
+      if (n === 0 && fits) {
+        nodes.forEach((node, k) => merge(old.nodes[k], node));
+        nodes = old.nodes;
+        stale.shift();
+      } else {
+        this.container.append(...nodes);
+      }
       this.rendered.push({ src: block.src, nodes });
     }
+    for (const gone of stale) {
+      for (const node of gone.nodes) node.remove();
+    }
   }
+}
+
+/** Can `fresh` be merged into `old`: the same element (tag and attributes), or text? */
+function mergeable(old, fresh) {
+  if (old.nodeType !== fresh.nodeType || old.nodeName !== fresh.nodeName) return false;
+  return old.nodeType === Node.TEXT_NODE
+    || old.cloneNode(false).isEqualNode(fresh.cloneNode(false));
+}
+
+/** Make `old` equal to `fresh`, keeping old's nodes where they already are what fresh has. */
+function merge(old, fresh) {
+  if (old.nodeType === Node.TEXT_NODE) {
+    if (old.data === fresh.data) return;
+    if (fresh.data.startsWith(old.data)) old.appendData(fresh.data.slice(old.data.length));
+    else old.data = fresh.data;
+    return;
+  }
+  const olds = [...old.childNodes];
+  const freshes = [...fresh.childNodes];
+  let k = 0;
+  while (k < olds.length && k < freshes.length && olds[k].isEqualNode(freshes[k])) k += 1;
+  // The first difference is merged when it can be (the piece or element that grew).
+  if (k < olds.length && k < freshes.length && mergeable(olds[k], freshes[k])) {
+    merge(olds[k], freshes[k]);
+    k += 1;
+  }
+  for (const gone of olds.slice(k)) gone.remove();
+  old.append(...freshes.slice(k));
 }

@@ -7,8 +7,9 @@ import { MarkdownView } from "./markdown.js";
 // Bookkeeping parts with nothing to read; they keep an (empty, hidden) element for tests.
 const HIDDEN_TYPES = new Set(["step-start", "step-finish", "snapshot", "patch"]);
 const TOOL_TEXT_LIMIT = 100_000; // a tool's output can be megabytes; the UI shows the start
-// A streaming part re-renders at most once per THROTTLE x its last render cost, so markdown
-// never takes more than a fraction of the main thread however fast deltas come.
+// A streaming part re-renders at most once per THROTTLE x its last render cost (building
+// and laying out: a long paragraph costs more in layout than in script), so markdown never
+// takes more than a fraction of the main thread however fast deltas come.
 const THROTTLE = 4;
 
 function toolSubtitle(state) {
@@ -118,6 +119,7 @@ export class PartView {
       if (streaming && grows && now < this.nextRenderAt) return this.nextRenderAt;
       const started = performance.now();
       this.md.update(text);
+      if (streaming) void this.body.offsetHeight; // the layout this frame does anyway, timed
       this.nextRenderAt = now + (performance.now() - started) * THROTTLE;
     }
     this.renderedText = text;

@@ -1,0 +1,93 @@
+"""The UI's streaming markdown view in Chromium: fed a text delta by delta it ends with
+exactly the DOM a fresh render of the whole text makes, and a growing paragraph keeps the
+nodes already on screen (the browser then lays out only what grew)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openchamber.testing.model import Directives, reply_text
+
+pytestmark = pytest.mark.browser
+
+UI_DIR = Path(__file__).resolve().parents[2] / "src" / "openchamber" / "ui"
+
+# Feeds `text` to a MarkdownView in deltas of `step` characters, then compares with a fresh
+# render; also reports whether the first text node on screen survived the whole stream.
+STREAM = """
+async ([text, step]) => {
+  const { MarkdownView, renderMarkdown } = await import("/markdown.js");
+  const streamed = document.createElement("div");
+  const view = new MarkdownView(streamed);
+  let first = null;
+  for (let end = step; end < text.length + step; end += step) {
+    view.update(text.slice(0, end));
+    first ??= streamed.querySelector("p")?.firstChild ?? null;
+  }
+  const fresh = document.createElement("div");
+  renderMarkdown(fresh, text);
+  return {
+    equal: streamed.isEqualNode(fresh),
+    text: streamed.textContent === fresh.textContent,
+    kept: first !== null && streamed.contains(first),
+    longest: Math.max(0, ...[...streamed.querySelectorAll("p")].flatMap(
+      (p) => [...p.childNodes].map((n) => (n.nodeType === 3 ? n.data.length : 0)))),
+  };
+}
+"""
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def page(chromium: Any) -> Iterator[Any]:
+    handler = functools.partial(_Quiet, directory=str(UI_DIR))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        context = chromium.new_context()
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+        try:
+            yield page
+        finally:
+            context.close()
+            server.shutdown()
+
+
+HOSTILE = (
+    "**bold that closes *late* and `code` and [a link](https://example.com) "
+    "<img src=x onerror=alert(1)> ~~gone~~ "
+) * 40 + "\n\n- one\n- two *still open\n\n```python\nx = 1\n" + "y = 2\n" * 300 + "```\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "step"),
+    [
+        (reply_text(Directives.parse("reply=markdown len=4000"), ""), 7),
+        (reply_text(Directives.parse("reply=long len=6000"), ""), 13),
+        (HOSTILE, 11),
+        ("word " * 3000, 10),  # one 15 KB paragraph
+    ],
+    ids=["markdown", "mixed", "hostile", "long-paragraph"],
+)
+def test_streamed_markdown_ends_equal_to_a_fresh_render(page: Any, text: str, step: int) -> None:
+    result = page.evaluate(STREAM, [text, step])
+    assert result["equal"], "the streamed DOM differs from a fresh render"
+    assert result["text"]
+
+
+def test_a_growing_paragraph_keeps_its_nodes_in_small_pieces(page: Any) -> None:
+    result = page.evaluate(STREAM, ["the quick brown fox " * 2000, 10])
+    assert result["equal"]
+    assert result["kept"], "the paragraph's first text node was replaced while it grew"
+    assert 0 < result["longest"] <= 1024
