@@ -23,6 +23,18 @@ from openchamber.backoff import Backoff
 JSON = dict[str, Any]
 
 
+def server_url(text: str) -> str:
+    """`text` as an OpenCode server's base URL (http or https, with a host); ValueError
+    saying why it is not one."""
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"not a valid server URL: {text!r} ({exc})") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"not a valid server URL: {text!r} (expected http://host:port)")
+    return str(url).rstrip("/")
+
+
 class OpenCodeError(Exception):
     """Base of every client failure; `str()` is a one-line explanation."""
 
@@ -113,12 +125,9 @@ class OpenCodeClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         try:
-            url = httpx.URL(base_url)
-        except httpx.InvalidURL as exc:
-            raise OpenCodeError(f"not a valid server URL: {base_url!r} ({exc})") from exc
-        if url.scheme not in ("http", "https") or not url.host:
-            raise OpenCodeError(f"not a valid server URL: {base_url!r} (expected http://host:port)")
-        self.base_url = str(url).rstrip("/")
+            self.base_url = server_url(base_url)
+        except ValueError as exc:
+            raise OpenCodeError(str(exc)) from exc
         self.directory = directory
         self.retries = retries
         self._http = httpx.AsyncClient(

@@ -22,8 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-import httpx
 import platformdirs
+
+from openchamber.client import server_url
 
 T = TypeVar("T")
 
@@ -75,14 +76,7 @@ class Settings:
 
 
 def _url(value: object) -> str:
-    text = _text(value)
-    try:
-        url = httpx.URL(text)
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"not a valid server URL {text!r} ({exc})") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"not a valid server URL {text!r} (expected http://host:port)")
-    return text.rstrip("/")
+    return server_url(_text(value))
 
 
 def _directory(value: object) -> Path:
