@@ -21,7 +21,7 @@ class View:
         self.sessions: dict[str, dict[str, JSON]] = {}
         self.snapshots = 0
         self.patches = 0
-        self.shrinks: list[str] = []
+        self.shrinks: list[tuple[str, int, int]] = []  # (part id, length shown, then)
         self.cursor_regressions = 0
         self.states: list[str] = []
         self.session_status: dict[str, JSON] = {}
@@ -118,7 +118,7 @@ class View:
             parts = self._message(sid, patch["messageID"])["parts"]
             old = parts.get(part["id"])
             if old is not None and len(part.get("text") or "") < len(old.get("text") or ""):
-                self.shrinks.append(f"{part['id']}: {len(old['text'])} -> {len(part['text'])}")
+                self.shrinks.append((part["id"], len(old["text"]), len(part["text"])))
             parts[part["id"]] = part
         elif op == "part.text.append":
             part = self._message(sid, patch["messageID"])["parts"][patch["partID"]]

@@ -65,9 +65,15 @@ def page(chromium: Any) -> Iterator[Any]:
 
 
 HOSTILE = (
-    "**bold that closes *late* and `code` and [a link](https://example.com) "
-    "<img src=x onerror=alert(1)> ~~gone~~ "
-) * 40 + "\n\n- one\n- two *still open\n\n```python\nx = 1\n" + "y = 2\n" * 300 + "```\n"
+    (
+        "**bold that closes *late* and `code` and [a link](https://example.com) "
+        "<img src=x onerror=alert(1)> ~~gone~~ "
+    )
+    * 40
+    + "\n\n- one\n- two *still open\n\n```python\nx = 1\n"
+    + "y = 2\n" * 300
+    + "```\n"
+)
 
 
 @pytest.mark.parametrize(

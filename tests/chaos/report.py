@@ -48,8 +48,8 @@ def chaos_section(results: list[JSON], meta: JSON) -> list[str]:
         f"{len(results)} runs in {sum(r['seconds'] for r in results) / 60:.0f} min.",
         "",
         "| fault | version | runs | divergences | worst recovery s | median recovery s "
-        "| worst settle s |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| worst settle s | runs where the server lost shown text |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for fault, version in sorted(cells, key=lambda c: (order.get(c[0], 99), c[1])):
         runs = cells[(fault, version)]
@@ -66,7 +66,25 @@ def chaos_section(results: list[JSON], meta: JSON) -> list[str]:
             f"{'**' if diverged > harness else ''}"
             f"{f' ({harness} not injected)' if harness else ''} | {worst} "
             f"| {_seconds(statistics.median(recoveries) if recoveries else None)} "
-            f"| {_seconds(max(settles) if settles else None)} |"
+            f"| {_seconds(max(settles) if settles else None)} "
+            f"| {sum(1 for r in runs if r.get('server_lost'))} |"
+        )
+    lost = [r for r in results if r.get("server_lost")]
+    lines += [
+        "",
+        "### Text the server lost",
+        "",
+        "A view's text may shrink in one case only: the server itself no longer has text it "
+        "streamed (its own messages hold less for good). The view then follows the server, "
+        "and the run counts it here, not as a divergence.",
+        "",
+    ]
+    if not lost:
+        lines.append("None.")
+    for result in lost[:4]:
+        lines.append(
+            f"- {result['fault']}, {result['version']}, run {result['run']}: "
+            f"part text length shown -> now {', '.join(result['server_lost'][:3])}"
         )
     lines += ["", "### Divergences", ""]
     failed = [r for r in results if not r["ok"]]

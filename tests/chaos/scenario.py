@@ -148,6 +148,9 @@ class RunResult:
     seconds: float = 0.0
     snapshots: int = 0
     reconnects: int = 0
+    # Parts whose text the view showed and the server then lost (REST holds less for good):
+    # the view followed the server there, which is the one shrink allowed.
+    server_lost: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -302,6 +305,17 @@ def _user_texts(messages: list[JSON]) -> list[str]:
     ]
 
 
+async def _text_lengths(direct: httpx.AsyncClient, sessions: list[str]) -> dict[str, int]:
+    """The length of every text part the server holds now, by part id."""
+    lengths: dict[str, int] = {}
+    for sid in sessions:
+        for message in (await direct.get(f"/session/{sid}/message")).json():
+            for part in message["parts"]:
+                if isinstance(part.get("text"), str):
+                    lengths[part["id"]] = len(part["text"])
+    return lengths
+
+
 def _turn_over(messages: list[JSON], prompts: list[str]) -> bool:
     if not messages or sorted(_user_texts(messages)) != sorted(prompts):
         return False
@@ -395,8 +409,15 @@ class Run:
             tasks.cancel_scope.cancel()
         self.result.snapshots = view.snapshots
         self.result.reconnects = view.states.count("reconnecting")
-        if view.shrinks:
-            self.result.problems.append(f"view text shrank: {view.shrinks[:3]}")
+        kept = await _text_lengths(direct, [a, b])
+        shrinks = []
+        for part, shown, then in view.shrinks:
+            if kept.get(part, 0) < shown:  # the server itself no longer has that text
+                self.result.server_lost.append(f"{part}: {shown} -> {then}")
+            else:
+                shrinks.append((part, shown, then))
+        if shrinks:
+            self.result.problems.append(f"view text shrank: {shrinks[:3]}")
         if view.cursor_regressions:
             self.result.problems.append(f"view cursor went back {view.cursor_regressions}x")
         if watch.errors:
