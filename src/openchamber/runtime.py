@@ -28,8 +28,9 @@ import anyio
 
 from openchamber.client import JSON, NotFound, OpenCodeClient, OpenCodeError, ServerError
 from openchamber.protocol import Durable, Event, normalize_history_item
-from openchamber.store import Patch, Store
+from openchamber.store import IDLE, Patch, Store
 from openchamber.stream import EventStream, State, Status, Watchdog
+from openchamber.turns import BUSY, TurnWatch
 
 log = logging.getLogger("openchamber.runtime")
 
@@ -50,6 +51,7 @@ class Runtime:
         *,
         watchdog: Watchdog | None = None,
         wake_threshold: float = 5.0,
+        turn_stall: float = 10.0,
     ):
         self.client = client
         self.store = store or Store()
@@ -59,6 +61,8 @@ class Runtime:
         self._connected_once = False
         self._lock = anyio.Lock(fast_acquire=True)  # one writer into the store at a time
         self._endpoint_chosen = False
+        self._status_route: bool | None = None  # None until the server was asked
+        self._turns = TurnWatch(turn_stall)
         self.stream = EventStream(
             client,
             self._apply_events,
@@ -71,7 +75,31 @@ class Runtime:
         )
 
     async def run(self) -> None:
-        await self.stream.run()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._end_stalled_turns)
+            await self.stream.run()
+            tasks.cancel_scope.cancel()
+
+    async def _end_stalled_turns(self) -> None:
+        """Where the server has no status route, end the turns it never will (see
+        `openchamber.turns`): silent for a while here, and unchanged on the server."""
+        while True:
+            await anyio.sleep(self._turns.stall / 4)
+            if self._status_route is not False or self.status.state is not State.CONNECTED:
+                continue
+            for session_id in self._turns.stalled(self.store, anyio.current_time()):
+                asked_at = anyio.current_time()
+                try:
+                    await self._refetch({session_id})
+                except OpenCodeError:
+                    continue
+                if self._turns.heard_since(session_id, asked_at):
+                    continue  # the refetch brought something: the turn is alive
+                log.info("%s: no progress for %gs, taken as idle", session_id, self._turns.stall)
+                self._turns.presume_idle(session_id)
+                async with self._lock:
+                    patches = self.store.set_status(session_id, IDLE)
+                await self._emit(patches)
 
     async def _choose_endpoint(self) -> None:
         """1.0.x (no /global/health) withholds `/global/event`'s headers until its first
@@ -91,8 +119,13 @@ class Runtime:
         self._endpoint_chosen = True
 
     async def _emit(self, patches: list[Patch]) -> None:
-        if patches:
-            await self._on_patches(patches)
+        if not patches:
+            return
+        if self._status_route is False:
+            for session_id in self._turns.note(patches, anyio.current_time()):
+                # Taken as idle, yet it goes on: busy again.
+                patches = patches + self.store.set_status(session_id, BUSY)
+        await self._on_patches(patches)
 
     async def _set_status(self, status: Status) -> None:
         self.status = status
@@ -209,6 +242,7 @@ class Runtime:
 
     async def _refresh_status(self, refetched: set[str]) -> None:
         statuses = await self.client.session_status()
+        self._status_route = statuses is not None
         async with self._lock:
             if statuses is not None:
                 patches = self.store.load_status(statuses)
