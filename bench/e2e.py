@@ -56,7 +56,8 @@ OFFLINE_ENV = {
     "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
 }
 DELTAS = 3000
-PACES = {"full speed": "", "1k deltas/s": "rate=1000"}
+PACES = {"full speed": "", "1k deltas/s": "rate=1000"}  # the scripted model's directive
+PACINGS = {"4 ms pacing (default)": DEFAULT_FRAME_INTERVAL, "no pacing": 0.0}
 UI_REPLY = "reply=echo len=200000 chunk=10 the quick brown fox jumps over the lazy dog and"
 OLD_REPLY = "reply=long len=34000 chunk=4"
 TARGET_P99_MS = 5.0
@@ -408,15 +409,27 @@ def _ui_case(server: Any, reply: str = UI_REPLY) -> JSON:
     }
 
 
+def _model(stack: ExitStack) -> str:
+    """The scripted model in a process of its own (in this one, streaming at full speed, it
+    would hold the GIL the view here needs); its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "openchamber.testing.model"], stdout=subprocess.PIPE, text=True
+    )
+    stack.callback(process.wait, 30)
+    stack.callback(process.terminate)
+    assert process.stdout is not None
+    return process.stdout.readline().split()[-1]  # "scripted model listening on URL"
+
+
 def _servers(stack: ExitStack) -> dict[str, Any]:
     from openchamber.server import OpenCodeServer, find_opencode
-    from openchamber.testing.model import ModelServer, opencode_config
+    from openchamber.testing.model import opencode_config
 
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-    model = stack.enter_context(ModelServer())
+    model_url = _model(stack)
     project = tmp / "project"
     project.mkdir()
-    (project / "opencode.json").write_text(json.dumps(opencode_config(model.base_url)))
+    (project / "opencode.json").write_text(json.dumps(opencode_config(model_url)))
     servers = {}
     for version in ("1.18.33", "1.0.152"):
         server = OpenCodeServer(
@@ -436,7 +449,10 @@ def run() -> JSON:
         servers = _servers(stack)
         new = servers["1.18.33"]
         chars = DELTAS * 10
-        for batching, interval in (("4 ms pacing (default)", DEFAULT_FRAME_INTERVAL), ("no pacing", 0.0)):
+        for batching, interval in (
+            ("4 ms pacing (default)", DEFAULT_FRAME_INTERVAL),
+            ("no pacing", 0.0),
+        ):
             for pace, delay in PACES.items():
                 prompt = f"reply=long len={chars} chunk=10 {delay}"
                 case = anyio.run(_stream_case, new, interval, prompt, chars)
@@ -514,25 +530,25 @@ def report(numbers: JSON) -> str:
     )
     lines.append("  (CPU % of a core = bridge CPU seconds / seconds the server streamed; the raw")
     lines.append("   reader is httpx + orjson.loads of every frame, in its own process)")
-    realistic = numbers["stream"].get("4 ms pacing (default), 1k deltas/s")
-    unbatched = numbers["stream"].get("no pacing, 1k deltas/s")
+    at_pace = numbers["stream"].get("4 ms pacing (default), 1k deltas/s")
+    unpaced = numbers["stream"].get("no pacing, 1k deltas/s")
     lines.append("")
-    for label, case in (("default batching", realistic), ("no batching", unbatched)):
+    for label, case in (("default pacing", at_pace), ("no pacing", unpaced)):
         if case:
             p99 = pct(case["latency_ms"], 99)
             met = "met" if p99 < TARGET_P99_MS else "NOT MET"
             lines.append(
-                f"  target added p99 < {TARGET_P99_MS:g} ms at ~1k deltas/s, {label}: "
+                f"  target added p99 < {TARGET_P99_MS:g} ms at 1k deltas/s, {label}: "
                 f"{p99:.2f} ms, {met}"
             )
-    if realistic:
-        share = realistic["cpu_bridge"] / realistic["stream_seconds"] * 100
-        at_1k = realistic["cpu_bridge"] / realistic["frames"] * 1000 * 100  # CPU s per 1k, as %
+    if at_pace:
+        share = at_pace["cpu_bridge"] / at_pace["stream_seconds"] * 100
+        at_1k = at_pace["cpu_bridge"] / at_pace["frames"] * 1000 * 100  # CPU s per 1k, as %
         lines.append(
             f"  target < {TARGET_CPU:g}% of a core at 1k deltas/s: {at_1k:.1f}% "
-            f"(CPU per 1,000 deltas at the realistic pace, i.e. at exactly 1k/s), "
+            f"(CPU seconds per 1,000 deltas at that pace), "
             f"{'met' if at_1k < TARGET_CPU else 'NOT MET'}; {share:.1f}% measured at "
-            f"{realistic['rate']:,.0f} deltas/s"
+            f"{at_pace['rate']:,.0f} deltas/s"
         )
     ui = numbers["ui"]
     if ui:

@@ -3,6 +3,8 @@ goes as one message a frame."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -47,11 +49,19 @@ def append(text: str) -> Patch:
     return {"op": "part.text.append", "partID": "prt_1", "field": "text", "text": text}
 
 
-async def test_the_first_change_after_a_quiet_spell_is_sent_at_once() -> None:
-    frame = 1.0
+@contextlib.asynccontextmanager
+async def following(frame: float) -> AsyncIterator[tuple[Feed, FakeSocket]]:
+    """A feed and a view following it with this frame; the view leaves at the end."""
     feed, socket = Feed(Store(), dict), FakeSocket()
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(follow, socket, feed, frame)
+        yield feed, socket
+        socket.close()
+
+
+async def test_the_first_change_after_a_quiet_spell_is_sent_at_once() -> None:
+    frame = 1.0
+    async with following(frame) as (feed, socket):
         with anyio.fail_after(10):
             snapshot_at, first = await socket.messages.receive()
             assert first["type"] == "snapshot"
@@ -59,19 +69,15 @@ async def test_the_first_change_after_a_quiet_spell_is_sent_at_once() -> None:
             added_at = anyio.current_time()
             feed.add([append("hello")])
             sent_at, message = await socket.messages.receive()
-        assert message["patches"] == [append("hello")]
-        assert sent_at - added_at < frame  # not held back for a frame
-        socket.close()
+    assert message["patches"] == [append("hello")]
+    assert sent_at - added_at < frame  # not held back for a frame
 
 
 async def test_a_burst_goes_as_one_message_a_frame() -> None:
     frame = 0.3
-    feed, socket = Feed(Store(), dict), FakeSocket()
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(follow, socket, feed, frame)
+    async with following(frame) as (feed, socket):
         with anyio.fail_after(5):
             await socket.messages.receive()  # the snapshot
-            await anyio.wait_all_tasks_blocked()
             feed.add([append("a")])
             sent_at, _ = await socket.messages.receive()
             for text in "bcd":
@@ -79,6 +85,5 @@ async def test_a_burst_goes_as_one_message_a_frame() -> None:
                 await anyio.wait_all_tasks_blocked()  # the sender is waiting out its frame
             assert socket.messages.statistics().current_buffer_used == 0
             later, message = await socket.messages.receive()
-        assert message["patches"] == [append("bcd")]
-        assert later - sent_at >= frame
-        socket.close()
+    assert message["patches"] == [append("bcd")]
+    assert later - sent_at >= frame
