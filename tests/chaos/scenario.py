@@ -116,6 +116,7 @@ FAULTS: dict[str, Fault] = {
             "server-restart",
             "server killed (SIGTERM) mid-reply and started again on the same port",
             "the server listening again",
+            cheap=True,
         ),
         Fault(
             "sigstop",
