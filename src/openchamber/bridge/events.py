@@ -19,9 +19,10 @@ from openchamber.hub import coalesce
 
 log = logging.getLogger("openchamber.bridge")
 
-# The shortest time between two messages to one view. A burst of deltas goes as one
-# message a frame; a quarter of a 60 Hz frame keeps that below what a view can show.
-DEFAULT_FRAME_INTERVAL = 0.004
+# The shortest time between two messages to one view: a burst of deltas goes as one message
+# per 2 ms (at most 500 a second, each the work of one small JSON parse in a view), and a
+# change waits at most that long, far below what a view can show at 60 Hz.
+DEFAULT_FRAME_INTERVAL = 0.002
 
 
 async def follow(
