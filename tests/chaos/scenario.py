@@ -15,13 +15,8 @@ What a run checks (any failure is a divergence, and says which):
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -39,10 +34,10 @@ from openchamber import ids
 from openchamber.server import OpenCodeServer
 from openchamber.testing.model import ModelServer
 
+from ..bridge.process import BridgeProcess
 from ..bridge.view import Follower, View
 from .proxy import ChaosProxy
 
-REPO = Path(__file__).resolve().parents[2]
 RECOVERY_BOUND = 30.0  # seconds; the stream's backoff cap
 SETTLE_TIMEOUT = 20.0
 TURN_TIMEOUT = 30.0  # for the server's own turns to end (a reply takes a few seconds)
@@ -164,62 +159,14 @@ class RunResult:
 # ---------------------------------------------------------------------- the bridge process
 
 
-class BridgeProcess:
-    """`tests.chaos.driver` in a process of its own, and the lines it prints."""
-
-    def __init__(
-        self,
-        url: str,
-        password: str | None,
-        args: tuple[str, ...] = (),
-        log: Path | None = None,
-    ) -> None:
-        command = [sys.executable, "-m", "tests.chaos.driver", url, *args]
-        env = {**os.environ, "OPENCODE_SERVER_PASSWORD": password or ""}
-        stderr = None if log is None else log.open("w")  # its log: stderr, or a file
-        self.process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
-        )
-        if stderr is not None:
-            stderr.close()
-        self.stats: list[JSON] = []
-        self._hello: queue.Queue[JSON] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        try:
-            hello = self._hello.get(timeout=60)
-        except queue.Empty:
-            self.stop()
-            raise RuntimeError("the bridge process did not start") from None
-        self.url: str = hello["url"]
-        self.token: str = hello["token"]
-        self.pid: int = hello["pid"]
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            line_json = json.loads(line)
-            if line_json.get("stats"):
-                line_json["at"] = time.monotonic()
-                self.stats.append(line_json)
-            else:
-                self._hello.put(line_json)
-
-    def http(self) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 # ---------------------------------------------------------------------- the view
+
+
+def chaos_bridge(
+    url: str, password: str | None, args: tuple[str, ...] = (), log: Path | None = None
+) -> BridgeProcess:
+    """`tests.chaos.driver` (see there for `args`) over `url`."""
+    return BridgeProcess("tests.chaos.driver", [url, *args], password, log)
 
 
 class ChaosView(View):
@@ -348,7 +295,7 @@ class Run:
                 ) as direct,
             ):
                 bridge = await anyio.to_thread.run_sync(
-                    BridgeProcess, proxy.url, self.server.password, self.fault.driver_args
+                    chaos_bridge, proxy.url, self.server.password, self.fault.driver_args
                 )
                 try:
                     async with bridge.http() as http:

@@ -32,7 +32,7 @@ from openchamber.testing.model import ModelServer, opencode_config
 
 from ..bridge.view import Follower
 from ..conftest import OFFLINE_ENV
-from .scenario import BridgeProcess, ChaosView, Watch
+from .scenario import ChaosView, Watch, chaos_bridge
 
 REPO = Path(__file__).resolve().parents[2]
 REPLY = "reply=long len=2000 chunk=8 delay=1"
@@ -70,7 +70,7 @@ async def soak_bridge(server: OpenCodeServer, seconds: float, log: Path) -> JSON
     """Run the soak against `server` for `seconds`; the samples and what they show.
     The bridge's log goes to `log`."""
     bridge = await anyio.to_thread.run_sync(
-        lambda: BridgeProcess(server.url, server.password, ("--stats", str(SAMPLE_EVERY)), log)
+        lambda: chaos_bridge(server.url, server.password, ("--stats", str(SAMPLE_EVERY)), log)
     )
     process = psutil.Process(bridge.pid)
     samples: list[JSON] = []

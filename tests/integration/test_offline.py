@@ -5,15 +5,8 @@ delivery still delivers exactly once."""
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -24,12 +17,12 @@ from openchamber.cache import Cache
 from openchamber.server import OpenCodeServer
 
 from ..bridge.harness import api, new_session, running_bridge, settle, truth
+from ..bridge.process import BridgeProcess
 from ..bridge.view import Follower, View
 from ..conftest import LaunchOpenCode
 from ..support import assistant_done, stream_with_session
 
 pytestmark = [pytest.mark.integration]
-REPO = Path(__file__).resolve().parents[2]
 
 
 def assistant_replies(view: View, session_id: str) -> int:
@@ -106,35 +99,11 @@ async def test_restart_with_the_server_down_shows_the_cache_then_delivers_the_qu
     assert follower.view.shrinks == []
 
 
-class Driver:
-    """`bridge_driver` in a process of its own; its stdout lines read in a thread."""
-
-    def __init__(self, server: OpenCodeServer, cache: Path, crash_at: str | None = None):
-        command = [sys.executable, "-m", "tests.integration.bridge_driver", server.url, str(cache)]
-        if crash_at:
-            command += ["--crash-at", crash_at]
-        env = {**os.environ, "OPENCODE_SERVER_PASSWORD": server.password or ""}
-        self.process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
-        )
-        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        first = self.lines.get(timeout=60)
-        self.url, self.token = first["url"], first["token"]
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(json.loads(line))
-
-    def http(self) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=30)
+def driver(server: OpenCodeServer, cache: Path, crash_at: str | None = None) -> BridgeProcess:
+    """`bridge_driver` over `server` with `cache`, crashing at a delivery step if asked."""
+    crash = ["--crash-at", crash_at] if crash_at else []
+    args = [server.url, str(cache), *crash]
+    return BridgeProcess("tests.integration.bridge_driver", args, server.password)
 
 
 @pytest.mark.anyio
@@ -145,7 +114,7 @@ async def test_a_crash_at_any_step_of_a_delivery_still_delivers_exactly_once(
 ) -> None:
     cache = tmp_path / "cache.db"
     witness, sid = await anyio.to_thread.run_sync(stream_with_session, opencode)
-    crashed = await anyio.to_thread.run_sync(Driver, opencode, cache, step)
+    crashed = await anyio.to_thread.run_sync(driver, opencode, cache, step)
     message_id = ids.message_id()  # made as a view makes it: when the user sends
     body = {"text": f"reply=short crash at {step}", "messageID": message_id}
     # It may die before answering: the words are in the cache by then.
@@ -154,7 +123,7 @@ async def test_a_crash_at_any_step_of_a_delivery_still_delivers_exactly_once(
             await http.post(f"/api/sessions/{sid}/messages", json=body)
     assert await anyio.to_thread.run_sync(crashed.process.wait, 60) == -signal.SIGKILL
 
-    restarted = await anyio.to_thread.run_sync(Driver, opencode, cache)
+    restarted = await anyio.to_thread.run_sync(driver, opencode, cache)
     follower = Follower(restarted.url, restarted.token)
     try:
         await anyio.to_thread.run_sync(witness.wait_for, assistant_done(sid))
