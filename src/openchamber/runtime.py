@@ -158,7 +158,6 @@ class Runtime:
             refetch = touched | self._sessions_in_flight()
             log.info("gap repair (%s): refetching %d session(s)", when, len(refetch))
             await self._refetch(refetch)
-            await self._refresh_status(refetch)
         except OpenCodeError as exc:
             # The stream is up but REST failed: keep streaming; the next events ask again
             # (the sessions seen changed are loaded by now and would not look changed).
@@ -208,7 +207,6 @@ class Runtime:
             return
         try:
             await self._refetch(requests)
-            await self._refresh_status(requests)
         except OpenCodeError as exc:
             # Keep streaming; the next events (or the next gap repair) ask again.
             log.warning("resync of %d session(s) failed: %s", len(requests), exc)
@@ -216,44 +214,42 @@ class Runtime:
                 self.store.request_resync(session_id)
 
     async def _refetch(self, session_ids: set[str]) -> None:
-        idle_before = await self._idle(session_ids) if session_ids else None
+        """Load these sessions' messages, then every session's status: one status read
+        before the messages (if any) and one after, whatever the number of sessions."""
+        before = await self.client.session_status() if session_ids else None
+        fetched: dict[str, list[JSON] | None] = {}
         for session_id in sorted(session_ids):
             try:
-                messages = await self.client.messages(session_id)
+                fetched[session_id] = await self.client.messages(session_id)
             except NotFound:
-                # Deleted while we looked away: asking again would never end.
-                async with self._lock:
-                    patches = self.store.remove_session(session_id)
-            else:
+                fetched[session_id] = None  # deleted while we looked away
+        after = await self.client.session_status()
+        self._status_route = after is not None
+        async with self._lock:
+            patches: list[Patch] = []
+            for session_id, messages in fetched.items():
+                if messages is None:
+                    # Asking again would never end.
+                    patches += self.store.remove_session(session_id)
+                    continue
                 # Idle on both sides of the snapshot: nothing will finish its parts any
                 # more, so they are final even if they say less (a reply cut by a restart).
-                settled = idle_before is not None and session_id in idle_before
-                settled = settled and session_id in (await self._idle({session_id}) or ())
-                async with self._lock:
-                    patches = self.store.load_messages(session_id, messages, settled=settled)
-            await self._emit(patches)
-
-    async def _idle(self, session_ids: set[str]) -> set[str] | None:
-        """Which of these sessions the server says are idle; None if it cannot say (1.0.x)."""
-        statuses = await self.client.session_status()
-        if statuses is None:
-            return None
-        return {sid for sid in session_ids if statuses.get(sid, {}).get("type", "idle") == "idle"}
-
-    async def _refresh_status(self, refetched: set[str]) -> None:
-        statuses = await self.client.session_status()
-        self._status_route = statuses is not None
-        async with self._lock:
-            if statuses is not None:
-                patches = self.store.load_status(statuses)
+                settled = _idle(before, session_id) and _idle(after, session_id)
+                patches += self.store.load_messages(session_id, messages, settled=settled)
+            if after is not None:
+                patches += self.store.load_status(after)
             else:
                 # No status route (1.0.x): a refetched session whose last message is an
                 # assistant reply completed with a final finish is idle; the server said so.
-                patches = []
-                for session_id in refetched:
+                for session_id in fetched:
                     if _turn_over(self.store.messages(session_id)):
-                        patches += self.store.set_status(session_id, {"type": "idle"})
+                        patches += self.store.set_status(session_id, IDLE)
         await self._emit(patches)
+
+
+def _idle(statuses: dict[str, JSON] | None, session_id: str) -> bool:
+    """The server says the session is idle (False where it cannot say: 1.0.x)."""
+    return statuses is not None and statuses.get(session_id, {}).get("type", "idle") == "idle"
 
 
 def _updated(info: JSON) -> object:
