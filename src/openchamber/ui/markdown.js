@@ -439,19 +439,19 @@ export class MarkdownView {
     }
     const stale = this.rendered.splice(same);
     for (const [n, block] of blocks.slice(same).entries()) {
-      let nodes = renderBlock(block);
-      const old = stale[n];
-      // In a stream the block that changed is usually the last one, grown: merge.
-      const fits = old && old.nodes.length === nodes.length
-        && nodes.every((node, k) => mergeable(old.nodes[k], node));
-      if (n === 0 && fits) {
+      const nodes = renderBlock(block);
+      // In a stream the first block that changed is usually the last one, grown: it is
+      // merged into the one on screen.
+      const old = n === 0 ? stale[0] : undefined;
+      if (old && old.nodes.length === nodes.length
+          && nodes.every((node, k) => mergeable(old.nodes[k], node))) {
         nodes.forEach((node, k) => merge(old.nodes[k], node));
-        nodes = old.nodes;
         stale.shift();
+        this.rendered.push({ src: block.src, nodes: old.nodes });
       } else {
         this.container.append(...nodes);
+        this.rendered.push({ src: block.src, nodes });
       }
-      this.rendered.push({ src: block.src, nodes });
     }
     for (const gone of stale) {
       for (const node of gone.nodes) node.remove();
