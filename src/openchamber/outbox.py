@@ -177,10 +177,14 @@ class Outbox:
         session = self._store.sessions.get(session_id)
         busy = session is not None and session.status.get("type") != "idle"
         awaited.seen_busy |= busy
-        over = (
-            self._replied(session_id, awaited.message_id)
-            or (awaited.seen_busy and not busy)  # ended without a reply (aborted, killed)
-            or (not awaited.seen_busy and anyio.current_time() > awaited.deadline)
+        # Over once the session is idle again (1.0.152 was seen to store, and never answer,
+        # a prompt sent 30 ms after its reply said completed, before its turn had ended),
+        # and the reply is complete, or the turn ended without one (aborted, killed), or
+        # never started in time.
+        over = not busy and (
+            awaited.seen_busy
+            or self._replied(session_id, awaited.message_id)
+            or anyio.current_time() > awaited.deadline
         )
         if over:
             del self._replies[session_id]
