@@ -46,7 +46,9 @@ class Hub:
         oldest = self.cursor - len(self._ring)  # the cursor just before the oldest kept
         if not oldest <= cursor <= self.cursor:
             return None
-        return list(islice(self._ring, cursor - oldest, None))
+        # From the newest end: skipping from the oldest would walk the whole ring each time.
+        newest_first = islice(reversed(self._ring), self.cursor - cursor)
+        return list(newest_first)[::-1]
 
 
 def coalesce(patches: list[Patch]) -> list[Patch]:

@@ -57,6 +57,21 @@ async def test_a_reply_sent_through_the_bridge_streams_live_and_ends_equal_to_re
         assert sum(len(p.get("text", "")) for p in replies if p["type"] == "text") >= 3900
 
 
+async def test_views_messages_are_not_compressed(opencode: OpenCodeServer) -> None:
+    """Views are on the same machine: the bridge turns down permessage-deflate, which the
+    client (like browsers) offers, rather than compress every small message."""
+    async with running_bridge(opencode) as bridge:
+        follower = Follower(bridge.url, bridge.token)
+        async with anyio.create_task_group() as tasks:
+            socket = await tasks.start(follower.follow)
+            await follower.wait_until(lambda v: v.snapshots == 1)
+            tasks.cancel_scope.cancel()
+    assert socket.request is not None
+    assert socket.response is not None
+    assert "permessage-deflate" in socket.request.headers["Sec-WebSocket-Extensions"]
+    assert "Sec-WebSocket-Extensions" not in socket.response.headers
+
+
 async def test_views_churning_while_a_reply_streams_lose_nothing(
     opencode: OpenCodeServer, model: ModelServer
 ) -> None:

@@ -34,7 +34,7 @@ class Feed:
         self.listeners: list[Callable[[list[Patch]], None]] = []  # e.g. the cache writer
         # False while the state shown came from the cache and the server has not confirmed it.
         self.confirmed = True
-        self._news = anyio.Event()
+        self._news: anyio.Event | None = None  # made by the first view to wait for news
 
     @property
     def cursor(self) -> int:
@@ -50,8 +50,9 @@ class Feed:
         self.hub.publish(patches)
         for listener in self.listeners:
             listener(patches)
-        self._news.set()
-        self._news = anyio.Event()
+        if self._news is not None:
+            self._news.set()
+            self._news = None
 
     def change(self, update: Callable[[Store], list[Patch]]) -> list[Patch]:
         """Change the store and publish what changed, with no await in between."""
@@ -62,6 +63,8 @@ class Feed:
     async def wait_beyond(self, cursor: int) -> None:
         """Return once there is a patch after `cursor`."""
         while self.hub.cursor <= cursor:
+            if self._news is None:
+                self._news = anyio.Event()
             await self._news.wait()
 
     def snapshot(self) -> JSON:

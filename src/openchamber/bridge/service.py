@@ -84,6 +84,9 @@ class Bridge:
                 lifespan="off",
                 ws_ping_interval=ws_ping_interval,
                 ws_ping_timeout=ws_ping_interval,
+                # Views are on this machine: compressing each small message only costs CPU
+                # on both ends.
+                ws_per_message_deflate=False,
                 timeout_graceful_shutdown=2,
             )
         )
