@@ -97,3 +97,45 @@ def test_a_growing_paragraph_keeps_its_nodes_in_small_pieces(page: Any) -> None:
     assert result["equal"]
     assert result["kept"], "the paragraph's first text node was replaced while it grew"
     assert 0 < result["longest"] <= 1024
+
+
+# Shows `text` at once, then `edited` at once, with no time to spare per call: each call
+# adds one new block (those on screen that changed are rebuilt in the same call), until done.
+SLICED = """
+async ([text, edited]) => {
+  const { MarkdownView, parseBlocks, renderMarkdown } = await import("/markdown.js");
+  const view = new MarkdownView(document.createElement("div"));
+  const calls = (t) => {
+    let n = 1;
+    while (!view.update(t, -1)) n += 1;
+    return n;
+  };
+  const fresh = (t) => {
+    const el = document.createElement("div");
+    renderMarkdown(el, t);
+    return el;
+  };
+  const first = calls(text);
+  const firstEqual = view.container.isEqualNode(fresh(text));
+  const second = calls(edited);
+  return {
+    blocks: [parseBlocks(text).length, parseBlocks(edited).length],
+    calls: [first, second],
+    equal: [firstEqual, view.container.isEqualNode(fresh(edited))],
+  };
+}
+"""
+
+
+def test_a_long_text_given_at_once_goes_on_screen_a_slice_per_call(page: Any) -> None:
+    text = reply_text(Directives.parse("reply=long len=20000"), "")
+    # The opening rewritten (every block on screen is rebuilt) and one block added.
+    edited = "A new opening. " + text + "\n\nOne more paragraph."
+    result = page.evaluate(SLICED, [text, edited])
+    blocks, calls = result["blocks"], result["calls"]
+    assert blocks[0] > 100
+    assert blocks[1] == blocks[0] + 1
+    assert calls[0] == blocks[0]  # one block per call: none was laid out all at once
+    # The blocks on screen were rebuilt in one call (never left stale), the new one after.
+    assert calls[1] == 2
+    assert result["equal"] == [True, True]

@@ -11,6 +11,10 @@ const TOOL_TEXT_LIMIT = 100_000; // a tool's output can be megabytes; the UI sho
 // and laying out: a long paragraph costs more in layout than in script), so markdown never
 // takes more than a fraction of the main thread however fast deltas come.
 const THROTTLE = 4;
+// Time a render may spend building new blocks (their layout costs about three times as
+// much, on top); the rest comes in the next frames. A 200 KB reply that lands at once (a
+// burst, a finished reply opened) then takes a few frames of ~10 ms instead of one long task.
+const RENDER_SLICE_MS = 2;
 
 function toolSubtitle(state) {
   if (state.title) return state.title;
@@ -118,9 +122,14 @@ export class PartView {
       const grows = this.renderedText !== null && text.startsWith(this.renderedText);
       if (streaming && grows && now < this.nextRenderAt) return this.nextRenderAt;
       const started = performance.now();
-      this.md.update(text);
+      const done = this.md.update(text, RENDER_SLICE_MS);
       if (streaming) void this.body.offsetHeight; // the layout this frame does anyway, timed
       this.nextRenderAt = now + (performance.now() - started) * THROTTLE;
+      if (!done) {
+        // Not all on screen yet: the rest goes next frame, whatever the text is by then.
+        this.renderedText = null;
+        return now + 1;
+      }
     }
     this.renderedText = text;
     this.body.dataset.textLength = String(text.length);
