@@ -117,10 +117,10 @@ def _raw_main(url: str, path: str, directory: str) -> None:
             httpx.Client(base_url=url, auth=("opencode", password), timeout=None) as http,
             http.stream("GET", path, params=params, headers=headers) as response,
         ):
-            ready.set()
             pending = b""
             for chunk in response.iter_raw():
                 now = time.perf_counter()
+                ready.set()  # subscribed: the server has sent its first event
                 pending += chunk
                 *frames, pending = pending.split(b"\n\n")
                 for frame in frames:
