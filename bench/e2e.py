@@ -517,6 +517,12 @@ def run() -> JSON:
         servers = _servers(stack)
         new = servers["1.18.33"]
         chars = DELTAS * 10
+        # Not measured: the first replies after a start run slower (the server warms up),
+        # and would count against whichever case came first.
+        for _ in range(2):
+            anyio.run(
+                _stream_case, new, DEFAULT_FRAME_INTERVAL, f"reply=long len={chars} chunk=10", chars
+            )
         for batching, interval in PACINGS.items():
             for pace, directive in PACES.items():
                 prompt = f"reply=long len={chars} chunk=10 {directive}"
