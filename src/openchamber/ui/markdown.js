@@ -426,20 +426,16 @@ function renderCode(block) {
 // on every render; with chunks, over the chunks and the last chunk's blocks.
 const CHUNK_BLOCKS = 32;
 
-function chunk(nodes) {
-  const el = element("div", nodes);
+function chunk() {
+  const el = element("div", []);
   el.className = "md-chunk";
   return el;
 }
 
-/** Render `text` into `container`, replacing its content. */
+/** Render `text` into `container`, replacing its content, all at once. */
 export function renderMarkdown(container, text) {
-  const rendered = parseBlocks(text).map((block) => renderBlock(block));
-  const chunks = [];
-  for (let at = 0; at < rendered.length; at += CHUNK_BLOCKS) {
-    chunks.push(chunk(rendered.slice(at, at + CHUNK_BLOCKS).flat()));
-  }
-  container.replaceChildren(...chunks);
+  container.replaceChildren();
+  new MarkdownView(container).update(text);
 }
 
 /** A container that follows a growing markdown text, rebuilding only changed blocks. */
@@ -454,7 +450,7 @@ export class MarkdownView {
   chunkOf(index) {
     const k = Math.floor(index / CHUNK_BLOCKS);
     while (this.chunks.length <= k) {
-      this.chunks.push(chunk([]));
+      this.chunks.push(chunk());
       this.container.append(this.chunks.at(-1));
     }
     return this.chunks[k];
