@@ -155,7 +155,12 @@ async function loadMessages(sessionID) {
 
 $("messages").addEventListener("scroll", () => {
   const sessionID = renderer.session;
-  if (sessionID !== null && $("messages").scrollTop < OLDER_TRIGGER_PX) loadMessages(sessionID);
+  const top = $("messages").scrollTop;
+  // Only the reader scrolling up asks for older messages, not the renderer keeping a short,
+  // still-filling list at its bottom.
+  if (sessionID !== null && top !== renderer.scrolledTo && top < OLDER_TRIGGER_PX) {
+    loadMessages(sessionID);
+  }
 }, { passive: true });
 $("load-older").addEventListener("click", () => {
   if (renderer.session !== null) loadMessages(renderer.session);

@@ -42,6 +42,7 @@ export class Renderer {
     this.promptViews = new Map(); // requestID -> element
     this.older = new Map(); // sessionID -> {loading, exhausted, error}
     this.frame = 0;
+    this.scrolledTo = 0; // the list's scrollTop as the last render left it
     this.switched = true;
     this.els = Object.fromEntries(["session-list", "messages", "message-list", "load-older",
       "older-status", "session-title", "connection", "abort", "prompts", "session-error",
@@ -95,6 +96,8 @@ export class Renderer {
 
     if (stick) list.scrollTop = list.scrollHeight;
     else if (anchor) list.scrollTop += anchor.el.offsetTop - anchor.top;
+    // Where this render left the list: a scroll event there is ours, not the reader's.
+    this.scrolledTo = list.scrollTop;
   }
 
   /** The first message visible at the top, and where it is: kept in place across updates. */
